@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# Passthrough benchmark: direct PostgreSQL vs pgmigrate-proxy vs PgBouncer
+# (session mode), measured in one run against one throwaway cluster.
+#
+# Every (mode, clients) cell runs `pgbench -S` once per target per round; the
+# target order rotates between rounds so no target always goes first. The proxy
+# and PgBouncer CPU time per run comes from /proc/PID/stat.
+#
+# Output: a Markdown table on stdout (also bench/.data/results.md) and one row
+# per pgbench run in bench/.data/raw.csv. See bench/README.md.
+#
+# Quick smoke run:
+#   BENCH_SECONDS=2 BENCH_ROUNDS=1 BENCH_CLIENTS="1 8" bench/passthrough.sh
+
+set -Eeuo pipefail
+
+# ---------------------------------------------------------------------------
+# Settings (all overridable from the environment)
+# ---------------------------------------------------------------------------
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+BENCH_SCALE=${BENCH_SCALE:-10}
+BENCH_CLIENTS=${BENCH_CLIENTS:-"1 8 32"}
+BENCH_MODES=${BENCH_MODES:-"simple extended prepared"}
+BENCH_TARGETS=${BENCH_TARGETS:-"direct proxy pgbouncer"}
+BENCH_PGPORT=${BENCH_PGPORT:-55432}
+BENCH_PROXY_PORT=${BENCH_PROXY_PORT:-56432}
+BENCH_ADMIN_PORT=${BENCH_ADMIN_PORT:-59464}
+BENCH_BOUNCER_PORT=${BENCH_BOUNCER_PORT:-56433}
+BENCH_SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-256MB}
+BENCH_WARMUP=${BENCH_WARMUP:-2} # seconds of unrecorded load per target first
+
+HOST=127.0.0.1
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=$ROOT/bench/.data
+PGDATA_DIR=$DATA/pg
+SOCK_DIR=$DATA/run
+PROXY_BIN=$ROOT/bin/pgmigrate-proxy
+RAW=$DATA/raw.csv
+RESULTS=$DATA/results.md
+
+if [[ -n ${BENCH_PGBIN:-} ]]; then
+	PGBIN=$BENCH_PGBIN
+elif [[ -x /usr/lib/postgresql/15/bin/postgres ]]; then
+	PGBIN=/usr/lib/postgresql/15/bin
+else
+	PGBIN=$(pg_config --bindir)
+fi
+PGBENCH=$PGBIN/pgbench
+[[ -x $PGBENCH ]] || PGBENCH=$(command -v pgbench)
+PSQL=$PGBIN/psql
+[[ -x $PSQL ]] || PSQL=$(command -v psql)
+
+CLK_TCK=$(getconf CLK_TCK)
+PROXY_PID=""
+BOUNCER_PID=""
+PG_STARTED=0
+FAILED_RUNS=0
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+has_target() { [[ " $BENCH_TARGETS " == *" $1 "* ]]; }
+
+# PostgreSQL and PgBouncer refuse to run as root: run them as `postgres`
+# when we are root, as ourselves otherwise.
+if [[ $EUID -eq 0 ]]; then
+	AS_PG=(runuser -u postgres --)
+else
+	AS_PG=()
+fi
+as_pg() { "${AS_PG[@]}" "$@"; }
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# wait_port PORT PID NAME LOG: wait until PORT accepts, failing early if PID dies.
+wait_port() {
+	local port=$1 pid=$2 name=$3 logf=$4 i
+	for ((i = 0; i < 150; i++)); do
+		port_open "$port" && return 0
+		if [[ -n $pid ]] && ! alive "$pid"; then
+			tail -n 20 "$logf" >&2 || true
+			die "$name exited before listening on $port (log: $logf)"
+		fi
+		sleep 0.2
+	done
+	tail -n 20 "$logf" >&2 || true
+	die "$name did not listen on $port within 30s (log: $logf)"
+}
+
+# cpu_ticks PID: utime+stime (fields 14 and 15 of /proc/PID/stat) in clock
+# ticks. The comm field may contain spaces, so cut everything up to ") ";
+# fields 14/15 are then fields 12/13 of the rest.
+cpu_ticks() {
+	local pid=$1
+	[[ -n $pid && -r /proc/$pid/stat ]] || { echo ""; return 0; }
+	sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+
+# median: median of the numbers on stdin (empty lines ignored); prints
+# nothing when there are none.
+median() {
+	{ grep -E '^[0-9.eE+-]+$' || true; } | sort -g | awk '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) exit
+			if (NR % 2) print v[(NR + 1) / 2]
+			else print (v[NR / 2] + v[NR / 2 + 1]) / 2
+		}'
+}
+
+# fmt FORMAT VALUE: printf VALUE, or "n/a" if it is empty.
+fmt() { if [[ -n $2 ]]; then printf "$1" "$2"; else printf 'n/a'; fi; }
+
+# ratio A B FORMAT: A/B, or "n/a".
+ratio() {
+	if [[ -n $1 && -n $2 ]] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+		awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, a / b }'
+	else
+		printf 'n/a'
+	fi
+}
+
+port_of() {
+	case $1 in
+	direct) echo "$BENCH_PGPORT" ;;
+	proxy) echo "$BENCH_PROXY_PORT" ;;
+	pgbouncer) echo "$BENCH_BOUNCER_PORT" ;;
+	*) die "unknown target $1" ;;
+	esac
+}
+
+pid_of() {
+	case $1 in
+	proxy) echo "$PROXY_PID" ;;
+	pgbouncer) echo "$BOUNCER_PID" ;;
+	*) echo "" ;;
+	esac
+}
+
+# ---------------------------------------------------------------------------
+# Cleanup: stop everything we started, on success, error or Ctrl-C.
+# ---------------------------------------------------------------------------
+# alive PID: the process exists and is not a zombie awaiting its reaper.
+alive() {
+	[[ -n $1 ]] && kill -0 "$1" 2>/dev/null &&
+		[[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]
+}
+
+stop_pid() {
+	local pid=$1 name=$2 i
+	alive "$pid" || return 0
+	log "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		alive "$pid" || return 0
+		sleep 0.1
+	done
+	log "$name did not stop on SIGTERM, killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e
+	stop_pid "$PROXY_PID" pgmigrate-proxy
+	stop_pid "$BOUNCER_PID" pgbouncer
+	if [[ $PG_STARTED -eq 1 ]]; then
+		log "stopping PostgreSQL"
+		as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# ---------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------
+check_tools() {
+	command -v awk >/dev/null || die "awk not found"
+	[[ -x $PGBIN/initdb && -x $PGBIN/pg_ctl ]] || die "PostgreSQL binaries not found in $PGBIN (set BENCH_PGBIN)"
+	[[ -x $PGBENCH ]] || die "pgbench not found"
+	if has_target pgbouncer && ! command -v pgbouncer >/dev/null; then
+		[[ $EUID -eq 0 ]] || die "pgbouncer not installed (apt-get install pgbouncer)"
+		log "installing pgbouncer"
+		apt-get install -y pgbouncer >/dev/null 2>&1 ||
+			{ apt-get update >/dev/null && apt-get install -y pgbouncer >/dev/null; } ||
+			die "apt-get install pgbouncer failed"
+	fi
+	if has_target pgbouncer; then
+		# The Debian package starts a system instance on 6432; ours runs on
+		# its own port, but stop the service so it does not share the CPU.
+		if [[ $EUID -eq 0 ]] && pgrep -x pgbouncer >/dev/null 2>&1; then
+			service pgbouncer stop >/dev/null 2>&1 || true
+		fi
+	fi
+	local t
+	for t in $BENCH_TARGETS; do port_of "$t" >/dev/null; done
+}
+
+build_proxy() {
+	has_target proxy || return 0
+	log "building pgmigrate-proxy"
+	(cd "$ROOT" && CGO_ENABLED=1 go build -o bin/pgmigrate-proxy ./cmd/pgmigrate-proxy) ||
+		die "proxy build failed (skip it with BENCH_TARGETS=\"direct pgbouncer\")"
+}
+
+# A stale cluster from an interrupted run would hold the port: stop it.
+stop_stale_cluster() {
+	if [[ -f $PGDATA_DIR/postmaster.pid ]]; then
+		log "stopping stale cluster in $PGDATA_DIR"
+		as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
+	if [[ -f $DATA/pgbouncer.pid ]]; then
+		local pid
+		pid=$(cat "$DATA/pgbouncer.pid" 2>/dev/null || true)
+		if [[ -n $pid ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == pgbouncer ]]; then
+			log "stopping stale pgbouncer (pid $pid)"
+			kill -TERM "$pid" 2>/dev/null || true
+			sleep 0.5
+		fi
+		rm -f "$DATA/pgbouncer.pid"
+	fi
+}
+
+check_ports_free() {
+	local p
+	for p in "$BENCH_PGPORT" "$BENCH_PROXY_PORT" "$BENCH_ADMIN_PORT" "$BENCH_BOUNCER_PORT"; do
+		if port_open "$p"; then die "port $p on $HOST is already in use"; fi
+	done
+}
+
+start_cluster() {
+	log "initialising PostgreSQL cluster in $PGDATA_DIR"
+	rm -rf "$PGDATA_DIR" "$SOCK_DIR"
+	mkdir -p "$DATA" "$SOCK_DIR"
+	if [[ $EUID -eq 0 ]]; then chown postgres: "$DATA" "$SOCK_DIR"; fi
+	as_pg test -w "$DATA" || die "$DATA is not writable by the postgres user (is every parent directory searchable?)"
+	as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --locale=C >"$DATA/initdb.log" 2>&1 ||
+		{ tail -n 20 "$DATA/initdb.log" >&2; die "initdb failed"; }
+	as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null <<-EOF
+		# pgmigrate-proxy passthrough benchmark
+		listen_addresses = '$HOST'
+		port = $BENCH_PGPORT
+		unix_socket_directories = '$SOCK_DIR'
+		max_connections = 200
+		shared_buffers = $BENCH_SHARED_BUFFERS
+		fsync = off
+		synchronous_commit = off
+		full_page_writes = off
+	EOF
+	as_pg tee "$PGDATA_DIR/pg_hba.conf" >/dev/null <<-EOF
+		local all all trust
+		host  all all 127.0.0.1/32 trust
+	EOF
+	as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$DATA/postgres.log" -w -t 60 start >/dev/null ||
+		{ tail -n 20 "$DATA/postgres.log" >&2; die "PostgreSQL did not start"; }
+	PG_STARTED=1
+	log "creating database bench, pgbench -i -s $BENCH_SCALE"
+	"$PSQL" -X -q -h "$HOST" -p "$BENCH_PGPORT" -U postgres -d postgres -c 'CREATE DATABASE bench' >/dev/null
+	"$PGBENCH" -i -q -s "$BENCH_SCALE" -h "$HOST" -p "$BENCH_PGPORT" -U postgres bench >"$DATA/pgbench-init.log" 2>&1 ||
+		{ tail -n 20 "$DATA/pgbench-init.log" >&2; die "pgbench -i failed"; }
+}
+
+start_proxy() {
+	has_target proxy || return 0
+	cat >"$DATA/proxy.yaml" <<-EOF
+		listen: $HOST:$BENCH_PROXY_PORT
+		admin_listen: $HOST:$BENCH_ADMIN_PORT
+		upstreams:
+		  - name: main
+		    dsn: postgres://postgres@$HOST:$BENCH_PGPORT/bench
+		tenants:
+		  - org: bench
+		    database: bench
+		    schema: public
+	EOF
+	log "starting pgmigrate-proxy on $HOST:$BENCH_PROXY_PORT"
+	# Started directly (no wrapper) so that $! is the proxy's own pid.
+	"$PROXY_BIN" --config "$DATA/proxy.yaml" >"$DATA/proxy.log" 2>&1 &
+	PROXY_PID=$!
+	wait_port "$BENCH_PROXY_PORT" "$PROXY_PID" pgmigrate-proxy "$DATA/proxy.log"
+}
+
+start_pgbouncer() {
+	has_target pgbouncer || return 0
+	echo '"postgres" ""' >"$DATA/userlist.txt"
+	cat >"$DATA/pgbouncer.ini" <<-EOF
+		[databases]
+		bench = host=$HOST port=$BENCH_PGPORT dbname=bench
+
+		[pgbouncer]
+		listen_addr = $HOST
+		listen_port = $BENCH_BOUNCER_PORT
+		unix_socket_dir =
+		pool_mode = session
+		auth_type = trust
+		auth_file = $DATA/userlist.txt
+		max_client_conn = 200
+		default_pool_size = 64
+		ignore_startup_parameters = extra_float_digits
+		logfile = $DATA/pgbouncer.log
+		pidfile = $DATA/pgbouncer.pid
+	EOF
+	if [[ $EUID -eq 0 ]]; then chown postgres: "$DATA/pgbouncer.ini" "$DATA/userlist.txt"; fi
+	log "starting pgbouncer on $HOST:$BENCH_BOUNCER_PORT"
+	rm -f "$DATA/pgbouncer.pid" "$DATA/pgbouncer.log"
+	# The logfile is pgbouncer's own (it must be able to write it); our
+	# redirection only catches what it prints before daemonising.
+	as_pg pgbouncer -d "$DATA/pgbouncer.ini" >"$DATA/pgbouncer.stderr" 2>&1 ||
+		{ cat "$DATA/pgbouncer.stderr" >&2; die "pgbouncer did not start"; }
+	# -d daemonises; the pidfile names the process whose CPU we measure.
+	local i
+	for ((i = 0; i < 50; i++)); do
+		[[ -s $DATA/pgbouncer.pid ]] && break
+		sleep 0.1
+	done
+	BOUNCER_PID=$(cat "$DATA/pgbouncer.pid" 2>/dev/null || true)
+	[[ -n $BOUNCER_PID ]] || { cat "$DATA/pgbouncer.stderr" >&2; die "pgbouncer wrote no pidfile (log: $DATA/pgbouncer.log)"; }
+	wait_port "$BENCH_BOUNCER_PORT" "$BOUNCER_PID" pgbouncer "$DATA/pgbouncer.log"
+}
+
+# Check each target answers pgbench before spending time on the matrix, then
+# warm it up (buffer cache, plan caches, the proxy's runtime) unrecorded.
+smoke_targets() {
+	local t out
+	for t in $BENCH_TARGETS; do
+		if ! out=$("$PGBENCH" -S -n -t 200 -c 1 -h "$HOST" -p "$(port_of "$t")" -U postgres bench 2>&1) ||
+			{ [[ $BENCH_WARMUP -gt 0 ]] && ! out=$("$PGBENCH" -S -n -T "$BENCH_WARMUP" -c 8 -j 2 \
+				-h "$HOST" -p "$(port_of "$t")" -U postgres bench 2>&1); }; then
+			echo "$out" | tail -n 10 >&2
+			[[ $t == proxy ]] && { log "proxy log tail:"; tail -n 20 "$DATA/proxy.log" >&2; }
+			die "target $t does not serve pgbench"
+		fi
+	done
+}
+
+# ---------------------------------------------------------------------------
+# Measurement
+# ---------------------------------------------------------------------------
+
+# run_one ROUND MODE CLIENTS TARGET ORDER: one pgbench run, appended to raw.csv.
+run_one() {
+	local round=$1 mode=$2 c=$3 t=$4 order=$5
+	local port pid jobs out rc=0 before after tps lat txns cpu_s="" cpu_us="" status=ok
+	port=$(port_of "$t")
+	pid=$(pid_of "$t")
+	jobs=$((c < 2 ? c : 2))
+
+	before=$(cpu_ticks "$pid")
+	out=$("$PGBENCH" -S -n -T "$BENCH_SECONDS" -c "$c" -j "$jobs" -M "$mode" \
+		-h "$HOST" -p "$port" -U postgres bench 2>&1) || rc=$?
+	after=$(cpu_ticks "$pid")
+
+	echo "$out" >"$DATA/runs/r${round}-${mode}-c${c}-${t}.log"
+	tps=$(awk '/^tps = / && /(without initial connection time|excluding connections establishing)/ { print $3 }' <<<"$out")
+	lat=$(awk '/^latency average = / { print $4 }' <<<"$out")
+	txns=$(awk -F': *' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1] }' <<<"$out")
+
+	if [[ $rc -ne 0 || -z $tps ]]; then
+		status="fail(rc=$rc)"
+		FAILED_RUNS=$((FAILED_RUNS + 1))
+		log "  FAILED: $t $mode c=$c (see $DATA/runs/r${round}-${mode}-c${c}-${t}.log)"
+		tps="" lat="" txns=""
+	fi
+	# CPU of the proxy / pgbouncer process during this run; per transaction
+	# over the transactions pgbench processed (= tps x duration).
+	if [[ -n $before && -n $after && $status == ok ]]; then
+		cpu_s=$(awk -v a="$after" -v b="$before" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / hz }')
+		cpu_us=$(awk -v s="$cpu_s" -v n="$txns" 'BEGIN { if (n > 0) printf "%.2f", s * 1e6 / n }')
+	fi
+	echo "$round,$mode,$c,$t,$order,$BENCH_SECONDS,$tps,$lat,$txns,$cpu_s,$cpu_us,$status" >>"$RAW"
+	log "  $(printf '%-9s' "$t") tps=$(fmt %.0f "$tps") lat=$(fmt %.3f "$lat")ms${pid:+ cpu=${cpu_s:-?}s µs/txn=${cpu_us:-?}}"
+}
+
+run_matrix() {
+	local -a targets=($BENCH_TARGETS)
+	local n=${#targets[@]} round mode c k cell=0 t
+	echo "round,mode,clients,target,order,seconds,tps,latency_ms,txns,cpu_s,cpu_us_per_txn,status" >"$RAW"
+	rm -rf "$DATA/runs"
+	mkdir -p "$DATA/runs"
+	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+		cell=0
+		for mode in $BENCH_MODES; do
+			for c in $BENCH_CLIENTS; do
+				log "round $round/$BENCH_ROUNDS: -M $mode -c $c"
+				# Rotate the target order by round (and by cell, so the
+				# first target differs across cells within a round too).
+				for ((k = 0; k < n; k++)); do
+					t=${targets[$(((k + round - 1 + cell) % n))]}
+					run_one "$round" "$mode" "$c" "$t" "$((k + 1))"
+				done
+				cell=$((cell + 1))
+			done
+		done
+	done
+}
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+# med MODE CLIENTS TARGET COLUMN: median of a raw.csv column over the rounds.
+med() {
+	awk -F, -v m="$1" -v c="$2" -v t="$3" -v col="$4" '
+		NR == 1 { for (i = 1; i <= NF; i++) idx[$i] = i; next }
+		$2 == m && $3 == c && $4 == t && $12 == "ok" { print $idx[col] }' "$RAW" | median
+}
+
+report() {
+	local mode c
+	local td tp tb ld lp lb cp cb up ub
+	{
+		echo "### Passthrough: pgbench -S, ${BENCH_SECONDS}s per run, median of $BENCH_ROUNDS round(s)"
+		echo
+		echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPU(s), scale $BENCH_SCALE," \
+			"$("$PGBIN/postgres" --version | sed 's/^postgres (PostgreSQL) /PostgreSQL /')," \
+			"$(command -v pgbouncer >/dev/null && pgbouncer --version | head -n1 || echo 'no pgbouncer')," \
+			"proxy $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+		echo
+		echo "| mode | clients | TPS direct | TPS proxy | TPS pgbouncer | lat ms direct | lat ms proxy | lat ms pgbouncer | proxy CPU s | pgbouncer CPU s | proxy CPU µs/txn | pgbouncer CPU µs/txn | proxy/direct TPS | proxy/pgbouncer TPS | proxy/pgbouncer CPU/txn |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+		for mode in $BENCH_MODES; do
+			for c in $BENCH_CLIENTS; do
+				td=$(med "$mode" "$c" direct tps)
+				tp=$(med "$mode" "$c" proxy tps)
+				tb=$(med "$mode" "$c" pgbouncer tps)
+				ld=$(med "$mode" "$c" direct latency_ms)
+				lp=$(med "$mode" "$c" proxy latency_ms)
+				lb=$(med "$mode" "$c" pgbouncer latency_ms)
+				cp=$(med "$mode" "$c" proxy cpu_s)
+				cb=$(med "$mode" "$c" pgbouncer cpu_s)
+				up=$(med "$mode" "$c" proxy cpu_us_per_txn)
+				ub=$(med "$mode" "$c" pgbouncer cpu_us_per_txn)
+				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+					"$mode" "$c" \
+					"$(fmt %.0f "$td")" "$(fmt %.0f "$tp")" "$(fmt %.0f "$tb")" \
+					"$(fmt %.3f "$ld")" "$(fmt %.3f "$lp")" "$(fmt %.3f "$lb")" \
+					"$(fmt %.2f "$cp")" "$(fmt %.2f "$cb")" \
+					"$(fmt %.1f "$up")" "$(fmt %.1f "$ub")" \
+					"$(ratio "$tp" "$td" %.2f)" "$(ratio "$tp" "$tb" %.2f)" "$(ratio "$up" "$ub" %.2f)"
+			done
+		done
+		echo
+		echo "Raw runs: bench/.data/raw.csv"
+		[[ $FAILED_RUNS -eq 0 ]] || echo "**$FAILED_RUNS run(s) failed** (status column of raw.csv; logs in bench/.data/runs/)"
+	} | tee "$RESULTS"
+}
+
+# ---------------------------------------------------------------------------
+main() {
+	cd "$ROOT"
+	log "targets: $BENCH_TARGETS | modes: $BENCH_MODES | clients: $BENCH_CLIENTS | ${BENCH_SECONDS}s x $BENCH_ROUNDS round(s)"
+	check_tools
+	build_proxy
+	mkdir -p "$DATA"
+	stop_stale_cluster
+	check_ports_free
+	start_cluster
+	start_pgbouncer
+	start_proxy
+	log "checking and warming up targets"
+	smoke_targets
+	run_matrix
+	report
+	[[ $FAILED_RUNS -eq 0 ]] || exit 2
+}
+
+main "$@"

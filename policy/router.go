@@ -1,0 +1,216 @@
+package policy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Tenant is where an org's data lives.
+type Tenant struct {
+	Org      string
+	Upstream string // the name of an Upstream
+	Database string
+	Schema   string
+}
+
+// ErrUnknownTenant is returned by a Registry for an org it does not know.
+var ErrUnknownTenant = errors.New("unknown tenant")
+
+// Registry finds tenants by org.
+type Registry interface {
+	Lookup(ctx context.Context, org string) (Tenant, error)
+}
+
+// StaticRegistry serves a fixed set of tenants, keyed by org.
+type StaticRegistry map[string]Tenant
+
+// Lookup implements Registry.
+func (r StaticRegistry) Lookup(_ context.Context, org string) (Tenant, error) {
+	t, ok := r[org]
+	if !ok {
+		return Tenant{}, ErrUnknownTenant
+	}
+	return t, nil
+}
+
+// Target says how to reach an upstream cluster.
+type Target struct {
+	Name     string
+	Network  string // "tcp" or "unix"
+	Address  string
+	Database string // the database named in the upstream's DSN
+	// TLS is nil for a plain connection. With TLSOptional, a server that
+	// refuses TLS is used without it (sslmode=prefer).
+	TLS         *tls.Config
+	TLSOptional bool
+	// DSN carries the engine's credentials, for health checks.
+	DSN string
+}
+
+func parseUpstream(u Upstream) (*Target, error) {
+	pc, err := pgconn.ParseConfig(u.DSN)
+	if err != nil {
+		return nil, errors.Unwrap(err)
+	}
+	network, address := pgconn.NetworkAddress(pc.Host, pc.Port)
+	t := &Target{Name: u.Name, Network: network, Address: address, Database: pc.Database, TLS: pc.TLSConfig, DSN: u.DSN}
+	for _, fb := range pc.Fallbacks {
+		if fb.Host == pc.Host && fb.Port == pc.Port && fb.TLSConfig == nil {
+			t.TLSOptional = true
+		}
+	}
+	if t.Database == "" {
+		return nil, errors.New("names no database")
+	}
+	return t, nil
+}
+
+// Route is the answer for one client session.
+type Route struct {
+	// Org is empty for an unscoped admin session.
+	Org      string
+	Upstream *Target
+	Database string
+	// Schema is the tenant's schema, empty for an admin session.
+	Schema string
+}
+
+// Request is what a client says about where it wants to go.
+type Request struct {
+	User string
+	// Database is the startup database parameter; empty means the user's
+	// name, as in PostgreSQL.
+	Database string
+	// Org is the org named by the pgmigrate.org startup option, if any.
+	Org string
+}
+
+// UnknownDatabaseError is returned for a database name that is neither a
+// tenant nor, for an admin, an upstream database.
+type UnknownDatabaseError struct{ Database string }
+
+func (e *UnknownDatabaseError) Error() string {
+	return fmt.Sprintf("database %q does not exist", e.Database)
+}
+
+// SQLState implements the proxy's error classification.
+func (e *UnknownDatabaseError) SQLState() string { return "3D000" }
+
+// OrgConflictError is returned when the database name and the
+// pgmigrate.org option name different orgs.
+type OrgConflictError struct{ Database, Org string }
+
+func (e *OrgConflictError) Error() string {
+	return fmt.Sprintf("database %q and option pgmigrate.org=%q name different orgs", e.Database, e.Org)
+}
+
+// SQLState implements the proxy's error classification.
+func (e *OrgConflictError) SQLState() string { return "22023" }
+
+// Router routes sessions to tenants. It is safe for concurrent use, and
+// Update replaces its tables without disturbing routes already handed out.
+type Router struct {
+	state atomic.Pointer[routes]
+}
+
+type routes struct {
+	registry  Registry
+	upstreams []*Target
+	admins    []string
+}
+
+// NewRouter builds a Router from a validated config.
+func NewRouter(cfg *Config) (*Router, error) {
+	r := &Router{}
+	return r, r.Update(cfg)
+}
+
+// Update replaces the router's upstreams, tenants and admins with cfg's.
+func (r *Router) Update(cfg *Config) error {
+	rt := &routes{registry: StaticRegistry{}, admins: cfg.Policy.Admins}
+	for _, u := range cfg.Upstreams {
+		t, err := parseUpstream(u)
+		if err != nil {
+			return err
+		}
+		rt.upstreams = append(rt.upstreams, t)
+	}
+	reg := rt.registry.(StaticRegistry)
+	for _, t := range cfg.Tenants {
+		reg[t.Org] = Tenant(t)
+	}
+	r.state.Store(rt)
+	return nil
+}
+
+// Upstreams lists the configured upstreams.
+func (r *Router) Upstreams() []*Target { return r.state.Load().upstreams }
+
+// Route decides where a session goes.
+func (r *Router) Route(ctx context.Context, req Request) (Route, error) {
+	rt := r.state.Load()
+	database := req.Database
+	if req.Org == "" {
+		if database == "" {
+			database = req.User
+		}
+		route, err := rt.tenant(ctx, database)
+		if !errors.Is(err, ErrUnknownTenant) {
+			return route, err
+		}
+		if slices.Contains(rt.admins, req.User) {
+			for _, up := range rt.upstreams {
+				if up.Database == database {
+					return Route{Upstream: up, Database: database}, nil
+				}
+			}
+		}
+		return Route{}, &UnknownDatabaseError{Database: database}
+	}
+	route, err := rt.tenant(ctx, req.Org)
+	if errors.Is(err, ErrUnknownTenant) {
+		return Route{}, &UnknownDatabaseError{Database: req.Org}
+	}
+	if err != nil {
+		return Route{}, err
+	}
+	if database != "" && database != req.Org && database != route.Database {
+		return Route{}, &OrgConflictError{Database: database, Org: req.Org}
+	}
+	return route, nil
+}
+
+func (rt *routes) tenant(ctx context.Context, org string) (Route, error) {
+	if !ValidOrg(org) {
+		return Route{}, ErrUnknownTenant
+	}
+	t, err := rt.registry.Lookup(ctx, org)
+	if err != nil {
+		return Route{}, err
+	}
+	for _, up := range rt.upstreams {
+		if up.Name == t.Upstream {
+			return Route{Org: t.Org, Upstream: up, Database: t.Database, Schema: t.Schema}, nil
+		}
+	}
+	return Route{}, fmt.Errorf("tenant %q names unknown upstream %q", t.Org, t.Upstream)
+}
+
+// CheckUpstreams connects to every upstream with its DSN and reports the
+// first that cannot be reached.
+func (r *Router) CheckUpstreams(ctx context.Context) error {
+	for _, up := range r.Upstreams() {
+		conn, err := pgconn.Connect(ctx, up.DSN)
+		if err != nil {
+			return fmt.Errorf("upstream %q: %w", up.Name, err)
+		}
+		conn.Close(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+// Package proxy is the PostgreSQL wire-protocol front of pgmigrate-proxy.
+//
+// A Server accepts client connections and gives each one a session with this
+// lifecycle:
+//
+//  1. Startup: SSLRequest (TLS when configured, else 'N'), GSSENCRequest
+//     ('N'), CancelRequest (forwarded to the owning session's upstream), then
+//     a protocol 3 StartupMessage. The session is routed (see package policy)
+//     before any upstream contact, so an unknown org never costs an upstream
+//     connection.
+//  2. Authentication: the proxy opens the upstream connection with the
+//     client's user, the tenant's database and the tenant's search_path in
+//     the StartupMessage, then relays the authentication exchange (cleartext,
+//     MD5, SCRAM-SHA-256, with -PLUS mechanisms withdrawn) so PostgreSQL stays
+//     the authority on passwords. The upstream's BackendKeyData is replaced by
+//     a random key of the proxy's own, which CancelRequest is checked against.
+//  3. Relay: two pumps copy bytes in each direction. They read into a reused
+//     buffer and track message boundaries from the 5-byte headers, forwarding
+//     everything else untouched and without per-message allocation; the
+//     boundaries are what lets the proxy enforce the maximum message size
+//     and close a session with a clean ErrorResponse.
+//  4. End: the first side to fail ends the session; the client is told why
+//     with an ErrorResponse when the stream is at a message boundary.
+//
+// Serve runs the accept loop until its context ends or Shutdown is called;
+// Shutdown stops accepting, waits for sessions to end on their own until its
+// context is done, then terminates the rest with 57P01.
+package proxy

@@ -1,0 +1,186 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+)
+
+// The startup packet limit is PostgreSQL's own.
+const maxStartupPacket = 10000
+
+// reader reads protocol messages from one connection into a buffer that is
+// reused for the connection's lifetime: first whole messages during startup
+// (next), then a streaming relay (relay). Keeping one buffer across both
+// phases means no byte that arrived early is ever lost.
+type reader struct {
+	conn net.Conn
+	buf  []byte
+	r, w int // unread data is buf[r:w]
+	// Relay state: body bytes of the current message not yet passed, and
+	// the type of the last message whose header was seen.
+	left     int
+	lastType byte
+	// terminated is set once a Terminate message has passed.
+	terminated atomic.Bool
+}
+
+func newReader(conn net.Conn, size int) *reader {
+	return &reader{conn: conn, buf: make([]byte, size)}
+}
+
+// fill ensures at least n unread bytes are buffered, growing the buffer if a
+// single message needs it.
+func (rd *reader) fill(n int) error {
+	if rd.w-rd.r >= n {
+		return nil
+	}
+	if rd.r+n > len(rd.buf) {
+		if n > len(rd.buf) {
+			buf := make([]byte, n)
+			rd.w = copy(buf, rd.buf[rd.r:rd.w])
+			rd.buf = buf
+		} else {
+			rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+		}
+		rd.r = 0
+	}
+	for rd.w-rd.r < n {
+		m, err := rd.conn.Read(rd.buf[rd.w:])
+		rd.w += m
+		if err != nil && rd.w-rd.r < n {
+			return err
+		}
+	}
+	return nil
+}
+
+// buffered reports whether unread bytes are waiting.
+func (rd *reader) buffered() bool { return rd.r < rd.w }
+
+// startupPacket returns the next untyped startup packet (length included),
+// valid until the next read.
+func (rd *reader) startupPacket() ([]byte, error) {
+	if err := rd.fill(4); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(rd.buf[rd.r:]))
+	if n < 8 || n > maxStartupPacket {
+		return nil, &protocolError{fmt.Sprintf("invalid length of startup packet: %d", n)}
+	}
+	if err := rd.fill(n); err != nil {
+		return nil, err
+	}
+	p := rd.buf[rd.r : rd.r+n]
+	rd.r += n
+	return p, nil
+}
+
+// next returns the next whole message, header included, valid until the
+// next read.
+func (rd *reader) next(maxBody int) ([]byte, error) {
+	if err := rd.fill(5); err != nil {
+		return nil, err
+	}
+	n, err := bodyLen(rd.buf[rd.r:], maxBody)
+	if err != nil {
+		return nil, err
+	}
+	if err := rd.fill(5 + n); err != nil {
+		return nil, err
+	}
+	msg := rd.buf[rd.r : rd.r+5+n]
+	rd.r += 5 + n
+	return msg, nil
+}
+
+// bodyLen checks the length in a message header and returns the body size.
+func bodyLen(header []byte, maxBody int) (int, error) {
+	n := int(binary.BigEndian.Uint32(header[1:5])) - 4
+	if n < 0 {
+		return 0, &protocolError{fmt.Sprintf("invalid message length %d for message type %q", n+4, header[0])}
+	}
+	if n > maxBody {
+		return 0, &tooLargeError{Type: header[0], Size: n, Max: maxBody}
+	}
+	return n, nil
+}
+
+// writeError marks a failure to write to the destination of a relay.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "write: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// atBoundary reports whether everything read so far has been passed on and
+// no message is half-forwarded.
+func (rd *reader) atBoundary() bool { return rd.left == 0 && rd.r == rd.w }
+
+// relay copies messages to dst until reading or writing fails, counting the
+// bytes written in sent. Bytes are forwarded as soon as they arrive, in
+// whole runs of the buffer; headers are checked against maxBody as they
+// pass. A write failure is returned as a writeError.
+func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
+	for {
+		p := rd.r
+		for p < rd.w {
+			if rd.left > 0 {
+				step := min(rd.left, rd.w-p)
+				p += step
+				rd.left -= step
+				continue
+			}
+			if rd.w-p < 5 {
+				break
+			}
+			n, err := bodyLen(rd.buf[p:], maxBody)
+			if err != nil {
+				return err
+			}
+			rd.lastType = rd.buf[p]
+			if rd.lastType == 'X' {
+				rd.terminated.Store(true)
+			}
+			p += 5
+			rd.left = n
+		}
+		if p > rd.r {
+			m, err := dst.Write(rd.buf[rd.r:p])
+			sent.Add(int64(m))
+			if err != nil {
+				return writeError{err}
+			}
+			rd.r = p
+		}
+		if rd.r == rd.w {
+			rd.r, rd.w = 0, 0
+		} else if rd.w == len(rd.buf) {
+			rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+			rd.r = 0
+		}
+		m, err := rd.conn.Read(rd.buf[rd.w:])
+		rd.w += m
+		if err != nil && m == 0 {
+			return err
+		}
+	}
+}
+
+// protocolError is a malformed message from a peer.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string    { return e.msg }
+func (e *protocolError) SQLState() string { return "08P01" }
+
+// tooLargeError is a message over the configured maximum size.
+type tooLargeError struct {
+	Type      byte
+	Size, Max int
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("message of type %q with %d bytes exceeds the maximum message size of %d bytes", e.Type, e.Size, e.Max)
+}
+func (e *tooLargeError) SQLState() string { return "54000" }

@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
+)
+
+// Router decides where a client session goes.
+type Router interface {
+	Route(ctx context.Context, req policy.Request) (policy.Route, error)
+}
+
+// Config is what a Server needs to know.
+type Config struct {
+	// Router routes each session. Required.
+	Router Router
+	// TLS, when set, is offered to clients that send SSLRequest.
+	TLS *tls.Config
+	// StartupTimeout bounds the time from accept to the first
+	// ReadyForQuery.
+	StartupTimeout time.Duration
+	// MaxMessageSize is the largest message body, in bytes, accepted from
+	// a client.
+	MaxMessageSize int
+	// MaxClientConns is the most client connections served at once.
+	MaxClientConns int
+	// Logger receives connection events. Required.
+	Logger *slog.Logger
+	// Metrics, when set, is updated as the server works.
+	Metrics *Metrics
+}
+
+// Server serves PostgreSQL clients. Create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	keys    cancelKeys
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	ln       net.Listener
+	closing  bool
+	wg       sync.WaitGroup
+}
+
+// Size of each direction's relay buffer.
+const bufferSize = 32 << 10
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	m := cfg.Metrics
+	if m == nil {
+		m = &Metrics{}
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, metrics: m, sessions: make(map[*session]struct{})}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Serve accepts connections on ln until ctx ends or Shutdown is called.
+// Each session gets a child of ctx: when ctx ends, every session is closed.
+func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv.mu.Lock()
+	if srv.closing {
+		srv.mu.Unlock()
+		return ErrServerClosed
+	}
+	srv.ln = ln
+	srv.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			srv.mu.Lock()
+			closing := srv.closing
+			srv.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		s := srv.newSession(conn)
+		if s == nil {
+			conn.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer srv.endSession(s)
+			s.serve(ctx)
+		}()
+	}
+}
+
+func (srv *Server) newSession(conn net.Conn) *session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closing {
+		return nil
+	}
+	s := &session{srv: srv, client: conn, started: time.Now()}
+	srv.sessions[s] = struct{}{}
+	srv.wg.Add(1)
+	srv.metrics.ClientConns.Add(1)
+	srv.metrics.ClientConnsTotal.Add(1)
+	return s
+}
+
+func (srv *Server) endSession(s *session) {
+	srv.keys.unregister(s)
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.mu.Unlock()
+	srv.metrics.ClientConns.Add(-1)
+	srv.wg.Done()
+}
+
+// overLimit reports whether more clients are connected than allowed.
+func (srv *Server) overLimit() bool {
+	return srv.metrics.ClientConns.Load() > int64(srv.cfg.MaxClientConns)
+}
+
+// Shutdown stops accepting connections and waits for the sessions to end on
+// their own. When ctx is done first, the remaining sessions are terminated
+// with 57P01 and Shutdown returns once they are gone.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	srv.closing = true
+	if srv.ln != nil {
+		srv.ln.Close()
+	}
+	srv.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		srv.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	srv.mu.Lock()
+	for s := range srv.sessions {
+		s.kill(errShutdown)
+	}
+	srv.mu.Unlock()
+	<-done
+	return nil
+}

@@ -1,0 +1,471 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
+)
+
+// Request codes of untyped startup packets.
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+)
+
+// The upstream is trusted; its messages are bounded only by the protocol.
+const maxUpstreamBody = 1<<30 - 1
+
+// Errors that end a session without anything more to tell the client.
+var (
+	errCancelServed = errors.New("cancel request served")
+	errRelayed      = errors.New("upstream refused the session")
+	errClientLeft   = errors.New("client left during authentication")
+)
+
+// session is one client connection and, once routed, its upstream
+// connection.
+type session struct {
+	srv     *Server
+	started time.Time
+	log     *slog.Logger
+
+	client net.Conn // replaced by its TLS wrapper after SSLRequest
+	cl     *reader
+	// Set during startup, read-only afterwards.
+	upstream    net.Conn
+	up          *reader
+	route       policy.Route
+	key         pgproto3.BackendKeyData
+	upstreamKey pgproto3.BackendKeyData
+	out         []byte // messages for the client not yet written
+
+	mu       sync.Mutex
+	relaying bool
+	killed   error
+}
+
+func (s *session) serve(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() { s.kill(errShutdown) })
+	defer stop()
+	s.log = s.srv.log.With(keyRemote, s.client.RemoteAddr().String())
+	deadline := s.started.Add(s.srv.cfg.StartupTimeout)
+	s.client.SetDeadline(deadline)
+	err := s.startup(ctx, deadline)
+	if err == nil {
+		s.client.SetDeadline(time.Time{})
+		s.upstream.SetDeadline(time.Time{})
+		s.log.Info("connection opened")
+		err = s.relay()
+		s.log.Info("connection closed", keyDuration, time.Since(s.started).Milliseconds(), keyError, errString(err))
+	} else {
+		s.reject(err)
+	}
+	s.client.Close()
+	if s.upstream != nil {
+		s.upstream.Close()
+	}
+}
+
+// kill ends the session with err as the reason the client is given.
+func (s *session) kill(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.killed == nil {
+		s.killed = err
+	}
+	if s.upstream != nil {
+		s.upstream.Close()
+	}
+	if !s.relaying {
+		s.client.Close()
+	}
+}
+
+func (s *session) killReason() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.killed
+}
+
+// reject ends a session that failed before it was relaying.
+func (s *session) reject(err error) {
+	if k := s.killReason(); k != nil {
+		err = k
+	}
+	switch {
+	case errors.Is(err, errCancelServed):
+		return
+	case errors.Is(err, errRelayed), errors.Is(err, errClientLeft):
+		s.log.Info("connection refused", keyError, err.Error())
+		return
+	}
+	var st sqlStater
+	if !errors.As(err, &st) {
+		s.log.Info("connection dropped during startup", keyError, err.Error())
+		return
+	}
+	s.log.Warn("connection refused", keyError, err.Error(), keySQLState, st.SQLState())
+	s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	s.send(errorResponse("FATAL", err))
+	s.flush()
+}
+
+func (s *session) send(msg pgproto3.BackendMessage) {
+	s.out, _ = msg.Encode(s.out)
+}
+
+func (s *session) flush() error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	_, err := s.client.Write(s.out)
+	s.out = s.out[:0]
+	return err
+}
+
+// startup runs everything from the first packet to the first ReadyForQuery.
+func (s *session) startup(ctx context.Context, deadline time.Time) error {
+	s.cl = newReader(s.client, bufferSize)
+	sm, err := s.readStartup(ctx)
+	if err != nil {
+		return err
+	}
+	user := sm.Parameters["user"]
+	if user == "" {
+		return errNoUser
+	}
+	if s.srv.overLimit() {
+		return errTooMany
+	}
+	args, org := splitOptions(sm.Parameters["options"])
+	s.route, err = s.srv.cfg.Router.Route(ctx, policy.Request{User: user, Database: sm.Parameters["database"], Org: org})
+	if err != nil {
+		return err
+	}
+	s.log = s.log.With(keyOrg, s.route.Org, keyUser, user, keyUpstream, s.route.Upstream.Name)
+	s.negotiate(sm)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if err := s.dial(dctx, deadline); err != nil {
+		s.srv.metrics.UpstreamConnectErrors.Add(1)
+		return &fatal{code: "08006", msg: fmt.Sprintf("cannot connect to upstream %q", s.route.Upstream.Name), detail: err.Error()}
+	}
+	if _, err := s.upstream.Write(s.upstreamStartup(sm, args)); err != nil {
+		return err
+	}
+	return s.authenticate()
+}
+
+// readStartup answers SSL and GSSAPI encryption requests and cancel
+// requests until a StartupMessage arrives.
+func (s *session) readStartup(ctx context.Context) (*pgproto3.StartupMessage, error) {
+	for {
+		p, err := s.cl.startupPacket()
+		if err != nil {
+			return nil, err
+		}
+		code := binary.BigEndian.Uint32(p[4:8])
+		switch {
+		case code == sslRequestCode:
+			if s.cl.buffered() {
+				return nil, &protocolError{"received unencrypted data after SSL request"}
+			}
+			_, isTLS := s.client.(*tls.Conn)
+			if s.srv.cfg.TLS == nil || isTLS {
+				if _, err := s.client.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, err := s.client.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tc := tls.Server(s.client, s.srv.cfg.TLS)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			s.client, s.cl.conn = tc, tc
+			s.mu.Unlock()
+		case code == gssEncRequestCode:
+			if _, err := s.client.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case code == cancelRequestCode:
+			var req pgproto3.CancelRequest
+			if err := req.Decode(p[4:]); err != nil {
+				return nil, &protocolError{err.Error()}
+			}
+			s.srv.cancel(ctx, &req)
+			return nil, errCancelServed
+		case code>>16 == 3:
+			// Any 3.x client is answered in 3.0 (see negotiate).
+			binary.BigEndian.PutUint32(p[4:8], pgproto3.ProtocolVersion30)
+			sm := &pgproto3.StartupMessage{}
+			if err := sm.Decode(p[4:]); err != nil {
+				return nil, &protocolError{"invalid startup packet layout: " + err.Error()}
+			}
+			sm.ProtocolVersion = code
+			return sm, nil
+		default:
+			return nil, &fatal{code: "0A000", msg: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", code>>16, code&0xffff)}
+		}
+	}
+}
+
+// negotiate tells a client that asked for a newer minor version or for
+// protocol extensions that it gets protocol 3.0 and none of them.
+func (s *session) negotiate(sm *pgproto3.StartupMessage) {
+	var unknown []string
+	for k := range sm.Parameters {
+		if strings.HasPrefix(k, "_pq_.") {
+			unknown = append(unknown, k)
+		}
+	}
+	if sm.ProtocolVersion != pgproto3.ProtocolVersion30 || len(unknown) > 0 {
+		s.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown})
+	}
+}
+
+// dial connects to the routed upstream, with TLS as its sslmode says.
+func (s *session) dial(ctx context.Context, deadline time.Time) error {
+	up := s.route.Upstream
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, up.Network, up.Address)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.upstream = conn
+	killed := s.killed
+	s.mu.Unlock()
+	if killed != nil {
+		return killed
+	}
+	conn.SetDeadline(deadline)
+	if up.TLS != nil {
+		if conn, err = s.startTLS(ctx, conn); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.upstream = conn
+		s.mu.Unlock()
+	}
+	s.up = newReader(conn, bufferSize)
+	return nil
+}
+
+func (s *session) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
+	up := s.route.Upstream
+	req := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 8), sslRequestCode)
+	if _, err := conn.Write(req); err != nil {
+		return nil, err
+	}
+	var answer [1]byte
+	if _, err := conn.Read(answer[:]); err != nil {
+		return nil, err
+	}
+	switch {
+	case answer[0] == 'S':
+		tc := tls.Client(conn, up.TLS)
+		return tc, tc.HandshakeContext(ctx)
+	case answer[0] == 'N' && up.TLSOptional:
+		return conn, nil
+	case answer[0] == 'N':
+		return nil, errors.New("server does not support SSL, but SSL was required")
+	}
+	return nil, fmt.Errorf("unexpected answer %q to SSLRequest", answer[0])
+}
+
+// upstreamStartup builds the StartupMessage for the upstream: the client's
+// parameters, with the tenant's database and, for a tenant session, its
+// search_path placed last in options so that it wins.
+func (s *session) upstreamStartup(sm *pgproto3.StartupMessage, args []string) []byte {
+	params := make(map[string]string, len(sm.Parameters)+1)
+	for k, v := range sm.Parameters {
+		if k != "options" && !strings.HasPrefix(k, "_pq_.") {
+			params[k] = v
+		}
+	}
+	params["database"] = s.route.Database
+	if s.route.Schema != "" {
+		args = append(args, "-c", "search_path="+pgx.Identifier{s.route.Schema}.Sanitize())
+	}
+	if len(args) > 0 {
+		params["options"] = joinOptions(args)
+	}
+	msg, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: params}).Encode(nil)
+	return msg
+}
+
+// authenticate relays the authentication exchange and the rest of the
+// upstream's startup messages, up to and including ReadyForQuery.
+func (s *session) authenticate() error {
+	for {
+		msg, err := s.up.next(maxUpstreamBody)
+		if err != nil {
+			return fmt.Errorf("upstream: %w", err)
+		}
+		switch msg[0] {
+		case 'R':
+			if err := s.relayAuth(msg); err != nil {
+				return err
+			}
+		case 'K':
+			if err := s.upstreamKey.Decode(msg[5:]); err != nil {
+				return &protocolError{"upstream: " + err.Error()}
+			}
+			key := s.srv.keys.register(s)
+			s.send(&key)
+		case 'Z':
+			s.out = append(s.out, msg...)
+			return s.flush()
+		case 'E':
+			s.out = append(s.out, msg...)
+			s.flush()
+			return errRelayed
+		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+			s.out = append(s.out, msg...)
+		}
+	}
+}
+
+// Authentication request codes.
+const (
+	authOK           = 0
+	authCleartext    = 3
+	authMD5          = 5
+	authSASL         = 10
+	authSASLContinue = 11
+	authSASLFinal    = 12
+)
+
+// relayAuth passes one authentication request to the client and, if it
+// expects one, the client's answer back.
+func (s *session) relayAuth(msg []byte) error {
+	if len(msg) < 9 {
+		return &protocolError{"upstream: authentication message too short"}
+	}
+	switch binary.BigEndian.Uint32(msg[5:9]) {
+	case authOK, authSASLFinal:
+		s.out = append(s.out, msg...)
+		return nil
+	case authCleartext, authMD5, authSASLContinue:
+		s.out = append(s.out, msg...)
+	case authSASL:
+		var m pgproto3.AuthenticationSASL
+		if err := m.Decode(msg[5:]); err != nil {
+			return &protocolError{"upstream: " + err.Error()}
+		}
+		m.AuthMechanisms = withoutChannelBinding(m.AuthMechanisms)
+		s.send(&m)
+	default:
+		return &fatal{code: "28000", msg: fmt.Sprintf("authentication method %d requested by the upstream is not supported by pgmigrate-proxy", binary.BigEndian.Uint32(msg[5:9]))}
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	answer, err := s.cl.next(s.srv.cfg.MaxMessageSize)
+	if err != nil {
+		return err
+	}
+	switch answer[0] {
+	case 'p':
+		_, err = s.upstream.Write(answer)
+		return err
+	case 'X':
+		return errClientLeft
+	}
+	return &protocolError{fmt.Sprintf("expected password response, got message type %q", answer[0])}
+}
+
+// withoutChannelBinding drops the -PLUS SASL mechanisms: the proxy ends the
+// client's TLS itself, so it cannot bind the upstream's channel.
+func withoutChannelBinding(mechs []string) []string {
+	var out []string
+	for _, m := range mechs {
+		if !strings.HasSuffix(m, "-PLUS") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// relay runs the two pumps until one side ends, then tells the client why
+// if the stream allows it.
+func (s *session) relay() error {
+	s.mu.Lock()
+	s.relaying = true
+	killed := s.killed
+	s.mu.Unlock()
+	if killed != nil {
+		return killed
+	}
+	m := s.srv.metrics
+	fromClient := make(chan error, 1)
+	fromUpstream := make(chan error, 1)
+	go func() { fromClient <- s.cl.relay(s.upstream, s.srv.cfg.MaxMessageSize, &m.BytesFromClients) }()
+	go func() { fromUpstream <- s.up.relay(s.client, maxUpstreamBody, &m.BytesFromUpstreams) }()
+	var clientErr, upstreamErr error
+	select {
+	case clientErr = <-fromClient:
+		s.upstream.Close()
+		upstreamErr = <-fromUpstream
+	case upstreamErr = <-fromUpstream:
+	}
+	cause := s.endCause(clientErr, upstreamErr)
+	if cause != nil && s.up.atBoundary() && s.up.lastType != 'E' {
+		s.client.SetWriteDeadline(time.Now().Add(time.Second))
+		s.send(errorResponse("FATAL", cause))
+		s.flush()
+	}
+	s.client.Close()
+	s.upstream.Close()
+	if clientErr == nil {
+		<-fromClient
+	}
+	return cause
+}
+
+// endCause decides what ended a relaying session, given the error of the
+// pump that ended first (and, if the client's ended first, the upstream's
+// after it). It returns nil for an ordinary end.
+func (s *session) endCause(clientErr, upstreamErr error) error {
+	if k := s.killReason(); k != nil {
+		return k
+	}
+	var we writeError
+	if clientErr != nil {
+		var st sqlStater
+		switch {
+		case errors.As(clientErr, &st):
+			return clientErr
+		case errors.As(clientErr, &we):
+			return errUpstreamLost
+		}
+		return nil
+	}
+	if errors.As(upstreamErr, &we) || s.cl.terminated.Load() {
+		return nil
+	}
+	return errUpstreamLost
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

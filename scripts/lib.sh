@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Helpers shared by the scripts in this directory. Source it; don't run it.
+
+# pg_bindir prints the directory holding the PostgreSQL server binaries
+# (initdb, postgres, pg_ctl): pg_config's, else the newest of
+# /usr/lib/postgresql/*/bin, else the one on PATH.
+pg_bindir() {
+  local dir
+  if command -v pg_config >/dev/null 2>&1; then
+    dir=$(pg_config --bindir)
+    if [[ -x $dir/initdb && -x $dir/postgres ]]; then
+      echo "$dir"
+      return
+    fi
+  fi
+  while read -r dir; do
+    if [[ -x $dir/initdb && -x $dir/postgres ]]; then
+      echo "$dir"
+      return
+    fi
+  done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV)
+  if dir=$(command -v postgres); then
+    dir=$(dirname "$dir")
+    if [[ -x $dir/initdb ]]; then
+      echo "$dir"
+      return
+    fi
+  fi
+  return 1
+}
+
+# ensure_packages installs the Debian packages the project needs and lacks:
+# the PostgreSQL server (initdb, postgres, pgbench), its client (psql) and gcc
+# (cgo). Not being root, it prints the command to run instead and exits.
+ensure_packages() {
+  local missing=()
+  if ! pg_bindir >/dev/null || ! pgbench --version >/dev/null 2>&1; then
+    missing+=(postgresql)
+  fi
+  if ! psql --version >/dev/null 2>&1; then
+    missing+=(postgresql-client)
+  fi
+  if ! command -v gcc >/dev/null 2>&1; then
+    missing+=(gcc)
+  fi
+  if ((${#missing[@]} == 0)); then
+    return
+  fi
+  if ((EUID != 0)) || ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing packages: ${missing[*]}; install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+}
