@@ -365,12 +365,13 @@ run_one() {
 	if [[ $rc -ne 0 || -z $tps ]]; then
 		status="fail(rc=$rc)"
 		FAILED_RUNS=$((FAILED_RUNS + 1))
-		log "  FAILED: $t $mode c=$c (see $DATA/runs/r${round}-${mode}-c${c}-${t}.log)"
-		tps="" lat="" txns=""
+		log "  $(printf '%-9s' "$t") FAILED (see $DATA/runs/r${round}-${mode}-c${c}-${t}.log)"
+		echo "$round,$mode,$c,$t,$order,$BENCH_SECONDS,,,,,,$status" >>"$RAW"
+		return 0
 	fi
 	# CPU of the proxy / pgbouncer process during this run; per transaction
 	# over the transactions pgbench processed (= tps x duration).
-	if [[ -n $before && -n $after && $status == ok ]]; then
+	if [[ -n $before && -n $after ]]; then
 		cpu_s=$(awk -v a="$after" -v b="$before" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / hz }')
 		cpu_us=$(awk -v s="$cpu_s" -v n="$txns" 'BEGIN { if (n > 0) printf "%.2f", s * 1e6 / n }')
 	fi

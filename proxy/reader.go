@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"sync/atomic"
 )
 
@@ -16,7 +15,7 @@ const maxStartupPacket = 10000
 // (next), then a streaming relay (relay). Keeping one buffer across both
 // phases means no byte that arrived early is ever lost.
 type reader struct {
-	conn net.Conn
+	conn io.Reader
 	buf  []byte
 	r, w int // unread data is buf[r:w]
 	// Relay state: body bytes of the current message not yet passed, and
@@ -27,7 +26,7 @@ type reader struct {
 	terminated atomic.Bool
 }
 
-func newReader(conn net.Conn, size int) *reader {
+func newReader(conn io.Reader, size int) *reader {
 	return &reader{conn: conn, buf: make([]byte, size)}
 }
 
@@ -124,28 +123,7 @@ func (rd *reader) atBoundary() bool { return rd.left == 0 && rd.r == rd.w }
 // pass. A write failure is returned as a writeError.
 func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 	for {
-		p := rd.r
-		for p < rd.w {
-			if rd.left > 0 {
-				step := min(rd.left, rd.w-p)
-				p += step
-				rd.left -= step
-				continue
-			}
-			if rd.w-p < 5 {
-				break
-			}
-			n, err := bodyLen(rd.buf[p:], maxBody)
-			if err != nil {
-				return err
-			}
-			rd.lastType = rd.buf[p]
-			if rd.lastType == 'X' {
-				rd.terminated.Store(true)
-			}
-			p += 5
-			rd.left = n
-		}
+		p, badHeader := rd.scan(maxBody)
 		if p > rd.r {
 			m, err := dst.Write(rd.buf[rd.r:p])
 			sent.Add(int64(m))
@@ -153,6 +131,9 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 				return writeError{err}
 			}
 			rd.r = p
+		}
+		if badHeader != nil {
+			return badHeader
 		}
 		if rd.r == rd.w {
 			rd.r, rd.w = 0, 0
@@ -166,6 +147,36 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 			return err
 		}
 	}
+}
+
+// scan walks the buffered bytes from rd.r over whole headers and (parts
+// of) bodies and returns where the bytes that may be forwarded end. It stops
+// before a partial header, or at a header with a bad length, returning its
+// error.
+func (rd *reader) scan(maxBody int) (int, error) {
+	p := rd.r
+	for p < rd.w {
+		if rd.left > 0 {
+			step := min(rd.left, rd.w-p)
+			p += step
+			rd.left -= step
+			continue
+		}
+		if rd.w-p < 5 {
+			break
+		}
+		n, err := bodyLen(rd.buf[p:], maxBody)
+		if err != nil {
+			return p, err
+		}
+		rd.lastType = rd.buf[p]
+		if rd.lastType == 'X' {
+			rd.terminated.Store(true)
+		}
+		p += 5
+		rd.left = n
+	}
+	return p, nil
 }
 
 // protocolError is a malformed message from a peer.

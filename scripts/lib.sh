@@ -6,12 +6,9 @@
 # /usr/lib/postgresql/*/bin, else the one on PATH.
 pg_bindir() {
   local dir
-  if command -v pg_config >/dev/null 2>&1; then
-    dir=$(pg_config --bindir)
-    if [[ -x $dir/initdb && -x $dir/postgres ]]; then
-      echo "$dir"
-      return
-    fi
+  if dir=$(pg_config --bindir 2>/dev/null) && [[ -x $dir/initdb && -x $dir/postgres ]]; then
+    echo "$dir"
+    return
   fi
   while read -r dir; do
     if [[ -x $dir/initdb && -x $dir/postgres ]]; then

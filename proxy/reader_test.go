@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+)
+
+// message encodes one protocol message with a body of n bytes.
+func message(typ byte, n int) []byte {
+	m := make([]byte, 5+n)
+	m[0] = typ
+	binary.BigEndian.PutUint32(m[1:], uint32(4+n))
+	for i := range n {
+		m[5+i] = byte(i)
+	}
+	return m
+}
+
+// chunkReader returns its data in reads of random sizes.
+type chunkReader struct {
+	data []byte
+	rnd  *rand.Rand
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.data), 1+c.rnd.IntN(300))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func TestRelayPassesBytesIntact(t *testing.T) {
+	var in []byte
+	for i := range 200 {
+		in = append(in, message("QPBEDdZX"[i%8], i*37%5000)...)
+	}
+	for seed := range uint64(20) {
+		rd := newReader(&chunkReader{data: in, rnd: rand.New(rand.NewPCG(seed, 1))}, 512)
+		var out bytes.Buffer
+		var sent atomic.Int64
+		err := rd.relay(&out, 1<<20, &sent)
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("relay: %v", err)
+		}
+		if !bytes.Equal(out.Bytes(), in) {
+			t.Fatalf("seed %d: output differs from input", seed)
+		}
+		if sent.Load() != int64(len(in)) || !rd.atBoundary() || !rd.terminated.Load() {
+			t.Fatalf("sent %d of %d, boundary %v, terminated %v", sent.Load(), len(in), rd.atBoundary(), rd.terminated.Load())
+		}
+	}
+}
+
+func TestRelayStopsAtBadLength(t *testing.T) {
+	tests := []struct {
+		name   string
+		header []byte
+		want   string
+	}{
+		{"too large", []byte{'Q', 0x80, 0, 0, 0}, "54000"},
+		{"over limit", message('d', 2000)[:5], "54000"},
+		{"below four", []byte{'Q', 0, 0, 0, 3}, "08P01"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			good := message('Q', 10)
+			rd := newReader(bytes.NewReader(append(good, tt.header...)), 64)
+			var out bytes.Buffer
+			err := rd.relay(&out, 1024, new(atomic.Int64))
+			var st sqlStater
+			if !errors.As(err, &st) || st.SQLState() != tt.want {
+				t.Fatalf("relay error = %v, want SQLSTATE %s", err, tt.want)
+			}
+			if !bytes.Equal(out.Bytes(), good) {
+				t.Fatalf("forwarded %q, want only the good message", out.Bytes())
+			}
+		})
+	}
+}
+
+func TestRelayReportsWriteError(t *testing.T) {
+	rd := newReader(bytes.NewReader(message('Q', 10)), 64)
+	err := rd.relay(failWriter{}, 1024, new(atomic.Int64))
+	var we writeError
+	if !errors.As(err, &we) {
+		t.Fatalf("relay error = %v, want a writeError", err)
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+func TestNextReadsWholeMessages(t *testing.T) {
+	big := message('p', 3000)
+	rd := newReader(&chunkReader{data: append(message('R', 8), big...), rnd: rand.New(rand.NewPCG(1, 2))}, 64)
+	m, err := rd.next(1 << 20)
+	if err != nil || !bytes.Equal(m, message('R', 8)) {
+		t.Fatalf("first message %q, %v", m, err)
+	}
+	m, err = rd.next(1 << 20)
+	if err != nil || !bytes.Equal(m, big) {
+		t.Fatalf("second message differs (%d bytes), %v", len(m), err)
+	}
+	if _, err := rd.next(1 << 20); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the end: %v", err)
+	}
+}
+
+func TestStartupPacketLength(t *testing.T) {
+	for _, n := range []uint32{0, 7, maxStartupPacket + 1} {
+		rd := newReader(bytes.NewReader(binary.BigEndian.AppendUint32(nil, n)), 64)
+		var pe *protocolError
+		if _, err := rd.startupPacket(); !errors.As(err, &pe) {
+			t.Errorf("length %d: error %v, want a protocol error", n, err)
+		}
+	}
+}
+
+func FuzzRelay(f *testing.F) {
+	f.Add(append(message('Q', 20), message('X', 0)...), uint64(1))
+	f.Add([]byte{'Q', 0, 0, 0}, uint64(2))
+	f.Add([]byte{'d', 0x7f, 0xff, 0xff, 0xff, 1, 2}, uint64(3))
+	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
+		rd := newReader(&chunkReader{data: in, rnd: rand.New(rand.NewPCG(seed, seed))}, 16)
+		var out bytes.Buffer
+		err := rd.relay(&out, 4096, new(atomic.Int64))
+		if !bytes.HasPrefix(in, out.Bytes()) {
+			t.Fatalf("output is not a prefix of the input")
+		}
+		if errors.Is(err, io.EOF) && out.Len() != len(in) && len(in)-out.Len() >= 5 {
+			t.Fatalf("stopped at EOF with %d of %d bytes forwarded", out.Len(), len(in))
+		}
+	})
+}
+
+// loopReader serves the same stream of messages over and over, in reads of
+// up to the caller's buffer size, until limit bytes have been read.
+type loopReader struct {
+	stream []byte
+	pos    int
+	limit  int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	if l.limit == 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && l.limit > 0 {
+		c := copy(p[n:min(len(p), n+l.limit)], l.stream[l.pos:])
+		n += c
+		l.limit -= c
+		l.pos = (l.pos + c) % len(l.stream)
+	}
+	return n, nil
+}
+
+// BenchmarkRelay measures the relay loop per message for a typical result
+// stream (RowDescription, DataRows, CommandComplete, ReadyForQuery).
+func BenchmarkRelay(b *testing.B) {
+	var stream []byte
+	stream = append(stream, message('T', 60)...)
+	for range 20 {
+		stream = append(stream, message('D', 80)...)
+	}
+	stream = append(stream, message('C', 13)...)
+	stream = append(stream, message('Z', 1)...)
+	const perStream = 23
+	src := &loopReader{stream: stream, limit: (b.N/perStream + 1) * len(stream)}
+	rd := newReader(src, bufferSize)
+	var sent atomic.Int64
+	b.ReportAllocs()
+	b.SetBytes(int64(len(stream) / perStream))
+	b.ResetTimer()
+	if err := rd.relay(io.Discard, 1<<20, &sent); !errors.Is(err, io.EOF) {
+		b.Fatal(err)
+	}
+}
