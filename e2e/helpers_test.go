@@ -18,6 +18,9 @@ import (
 // test instead of hanging it.
 const timeout = 10 * time.Second
 
+// sleep60 is a query that runs until it is cancelled.
+const sleep60 = "SELECT pg_sleep(60)"
+
 // testContext returns a context that ends after timeout or with t.
 func testContext(t testing.TB) context.Context {
 	t.Helper()
@@ -26,9 +29,9 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// connectConfig opens a pgx connection described by connString after
-// adjusting its config with each of opts; it is closed when t ends.
-func connectConfig(t testing.TB, connString string, opts ...func(*pgx.ConnConfig)) *pgx.Conn {
+// parseConfig parses connString into a pgx config and adjusts it with each
+// of opts.
+func parseConfig(t testing.TB, connString string, opts ...func(*pgx.ConnConfig)) *pgx.ConnConfig {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
@@ -37,7 +40,14 @@ func connectConfig(t testing.TB, connString string, opts ...func(*pgx.ConnConfig
 	for _, opt := range opts {
 		opt(cfg)
 	}
-	conn, err := pgx.ConnectConfig(testContext(t), cfg)
+	return cfg
+}
+
+// connectConfig opens a pgx connection described by connString after
+// adjusting its config with each of opts; it is closed when t ends.
+func connectConfig(t testing.TB, connString string, opts ...func(*pgx.ConnConfig)) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.ConnectConfig(testContext(t), parseConfig(t, connString, opts...))
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -162,4 +172,12 @@ func psql(t testing.TB, connString, password string, args ...string) string {
 		t.Fatalf("psql %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out)
+}
+
+// writeFile writes content to the file name.
+func writeFile(t testing.TB, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -135,17 +135,24 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 		if badHeader != nil {
 			return badHeader
 		}
-		if rd.r == rd.w {
-			rd.r, rd.w = 0, 0
-		} else if rd.w == len(rd.buf) {
-			rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
-			rd.r = 0
-		}
+		rd.compact()
 		m, err := rd.conn.Read(rd.buf[rd.w:])
 		rd.w += m
 		if err != nil && m == 0 {
 			return err
 		}
+	}
+}
+
+// compact makes room to read into once everything scanned has been
+// written: only a partial header can remain, and it moves to the front
+// when the buffer is full.
+func (rd *reader) compact() {
+	if rd.r == rd.w {
+		rd.r, rd.w = 0, 0
+	} else if rd.w == len(rd.buf) {
+		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
+		rd.r = 0
 	}
 }
 

@@ -43,6 +43,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	keys    cancelKeys
+	poller  *poller // nil where the platform has none
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -60,7 +61,13 @@ func New(cfg Config) *Server {
 	if m == nil {
 		m = &Metrics{}
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, metrics: m, sessions: make(map[*session]struct{})}
+	srv := &Server{cfg: cfg, log: cfg.Logger, metrics: m, sessions: make(map[*session]struct{})}
+	if pl, err := newPoller(); err == nil {
+		srv.poller = pl
+	} else {
+		srv.log.Warn("no event loop; relaying with goroutines", keyError, err.Error())
+	}
+	return srv
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.

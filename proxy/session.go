@@ -54,6 +54,8 @@ type session struct {
 	mu       sync.Mutex
 	relaying bool
 	killed   error
+	// stopRelay, set while a poller relays the session, ends that relay.
+	stopRelay func()
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -84,6 +86,10 @@ func (s *session) kill(err error) {
 	defer s.mu.Unlock()
 	if s.killed == nil {
 		s.killed = err
+	}
+	if s.stopRelay != nil {
+		s.stopRelay()
+		return
 	}
 	if s.upstream != nil {
 		s.upstream.Close()
@@ -413,6 +419,16 @@ func (s *session) relay() error {
 	if killed != nil {
 		return killed
 	}
+	if s.srv.poller != nil {
+		if cause, ok := s.srv.poller.relay(s); ok {
+			return cause
+		}
+	}
+	return s.relayPumps()
+}
+
+// relayPumps relays with a goroutine for each direction.
+func (s *session) relayPumps() error {
 	m := s.srv.metrics
 	fromClient := make(chan error, 1)
 	fromUpstream := make(chan error, 1)
@@ -426,10 +442,9 @@ func (s *session) relay() error {
 	case upstreamErr = <-fromUpstream:
 	}
 	cause := s.endCause(clientErr, upstreamErr)
-	if cause != nil && s.up.atBoundary() && s.up.lastType != 'E' {
+	if msg := s.farewell(cause); msg != nil {
 		s.client.SetWriteDeadline(time.Now().Add(time.Second))
-		s.send(errorResponse("FATAL", cause))
-		s.flush()
+		s.client.Write(msg)
 	}
 	s.client.Close()
 	s.upstream.Close()
@@ -461,6 +476,17 @@ func (s *session) endCause(clientErr, upstreamErr error) error {
 		return nil
 	}
 	return errUpstreamLost
+}
+
+// farewell is the ErrorResponse that tells the client why its session
+// ended, or nil when there is nothing to tell or the stream from the
+// upstream stopped inside a message (or after an error of its own).
+func (s *session) farewell(cause error) []byte {
+	if cause == nil || !s.up.atBoundary() || s.up.lastType == 'E' {
+		return nil
+	}
+	msg, _ := errorResponse("FATAL", cause).Encode(nil)
+	return msg
 }
 
 func errString(err error) string {

@@ -1,0 +1,327 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// poller relays plain (non-TLS) sessions on an epoll event loop running on
+// one locked OS thread. A relay then costs what it costs in C: an
+// epoll_wait, a read and a write per burst of messages, with no goroutine
+// wake-ups. Sessions whose connections are not plain sockets use the
+// goroutine pumps instead (relayPumps).
+type poller struct {
+	epfd  int
+	wakeR int // read end of the pipe that interrupts epoll_wait
+	wakeW int
+
+	mu    sync.Mutex
+	queue []func() // run on the loop thread
+
+	ends []*pollEnd // by file descriptor; only the loop thread touches it
+}
+
+// pollEnd is one direction of a relay: it reads its own descriptor and
+// writes to its peer's.
+type pollEnd struct {
+	fd      int
+	rd      *reader
+	peer    *pollEnd
+	rel     *pollRelay
+	maxBody int
+	sent    *atomic.Int64
+	p       int   // rd.buf[rd.r:p] is scanned and waiting to be written
+	bad     error // a bad header found by the scan, reported once p is written
+	blocked bool  // the peer's socket is full: wait for EPOLLOUT
+	events  uint32
+}
+
+// pollRelay is a session being relayed by a poller.
+type pollRelay struct {
+	s                *session
+	client, upstream *pollEnd
+	done             chan error
+	ended            bool
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return nil, err
+	}
+	pl := &poller{epfd: epfd, wakeR: p[0], wakeW: p[1]}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(pl.wakeR)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, pl.wakeR, &ev); err != nil {
+		return nil, err
+	}
+	go pl.run()
+	return pl, nil
+}
+
+// post runs f on the loop thread.
+func (pl *poller) post(f func()) {
+	pl.mu.Lock()
+	pl.queue = append(pl.queue, f)
+	pl.mu.Unlock()
+	syscall.Write(pl.wakeW, []byte{0})
+}
+
+func (pl *poller) run() {
+	runtime.LockOSThread()
+	events := make([]syscall.EpollEvent, 256)
+	var drain [64]byte
+	for {
+		n, err := syscall.EpollWait(pl.epfd, events, -1)
+		if err != nil {
+			continue // EINTR
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == pl.wakeR {
+				for {
+					if n, _ := syscall.Read(pl.wakeR, drain[:]); n <= 0 {
+						break
+					}
+				}
+				pl.runQueue()
+				continue
+			}
+			e := pl.end(fd)
+			if e == nil {
+				continue
+			}
+			if ev.Events&syscall.EPOLLOUT != 0 {
+				e.peer.flush()
+			}
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && !e.rel.ended {
+				e.readable(ev.Events)
+			}
+		}
+	}
+}
+
+func (pl *poller) runQueue() {
+	pl.mu.Lock()
+	q := pl.queue
+	pl.queue = nil
+	pl.mu.Unlock()
+	for _, f := range q {
+		f()
+	}
+}
+
+func (pl *poller) end(fd int) *pollEnd {
+	if fd < len(pl.ends) {
+		return pl.ends[fd]
+	}
+	return nil
+}
+
+// relay takes over the session's two connections and relays them until
+// the session ends, returning its cause. ok is false when a connection is
+// not a plain socket; nothing has changed then.
+func (pl *poller) relay(s *session) (cause error, ok bool) {
+	cfd, err := dupSocket(s.client)
+	if err != nil {
+		return nil, false
+	}
+	ufd, err := dupSocket(s.upstream)
+	if err != nil {
+		syscall.Close(cfd)
+		return nil, false
+	}
+	s.client.Close()
+	s.upstream.Close()
+	m := s.srv.metrics
+	rel := &pollRelay{s: s, done: make(chan error, 1)}
+	rel.client = &pollEnd{fd: cfd, rd: s.cl, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
+	rel.upstream = &pollEnd{fd: ufd, rd: s.up, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
+	rel.client.peer, rel.upstream.peer = rel.upstream, rel.client
+	s.mu.Lock()
+	s.stopRelay = func() { pl.post(func() { rel.end(rel.upstream, nil) }) }
+	killed := s.killed
+	s.mu.Unlock()
+	pl.post(func() {
+		for len(pl.ends) <= max(cfd, ufd) {
+			pl.ends = append(pl.ends, nil)
+		}
+		for _, e := range []*pollEnd{rel.client, rel.upstream} {
+			pl.ends[e.fd] = e
+			e.events = syscall.EPOLLIN
+			ev := syscall.EpollEvent{Events: e.events, Fd: int32(e.fd)}
+			if err := syscall.EpollCtl(pl.epfd, syscall.EPOLL_CTL_ADD, e.fd, &ev); err != nil {
+				rel.end(e, err)
+				return
+			}
+		}
+		if killed != nil {
+			rel.end(rel.upstream, killed)
+			return
+		}
+		// Bytes that arrived with the last startup messages.
+		rel.client.forward()
+		rel.upstream.forward()
+	})
+	return <-rel.done, true
+}
+
+// dupSocket returns a duplicate of a plain socket's descriptor, which shares
+// its non-blocking mode; the caller then closes conn.
+func dupSocket(conn net.Conn) (int, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return -1, errors.ErrUnsupported
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	err = rc.Control(func(f uintptr) {
+		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, f, syscall.F_DUPFD_CLOEXEC, 0)
+		fd = int(r)
+		if errno != 0 {
+			derr = errno
+		}
+	})
+	return fd, errors.Join(err, derr)
+}
+
+// rawIO reads or writes a non-blocking descriptor without telling the Go
+// scheduler: the call never blocks, and announcing it would wake the
+// runtime's monitor thread for nothing.
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if errno != 0 {
+		return int(n), errno
+	}
+	return int(n), nil
+}
+
+// readable reads what the descriptor has and forwards it.
+func (e *pollEnd) readable(events uint32) {
+	if e.blocked {
+		if events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			e.rel.end(e, io.EOF)
+		}
+		return
+	}
+	rd := e.rd
+	n, err := rawIO(syscall.SYS_READ, e.fd, rd.buf[rd.w:])
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return
+	case err != nil:
+		e.rel.end(e, err)
+		return
+	case n == 0:
+		e.rel.end(e, io.EOF)
+		return
+	}
+	rd.w += n
+	e.forward()
+}
+
+// forward scans the buffered bytes and writes what may pass.
+func (e *pollEnd) forward() {
+	if e.rd.r == e.rd.w {
+		return
+	}
+	e.p, e.bad = e.rd.scan(e.maxBody)
+	e.flush()
+}
+
+// flush writes the scanned bytes to the peer, waiting for EPOLLOUT when
+// its socket is full.
+func (e *pollEnd) flush() {
+	rd := e.rd
+	for rd.r < e.p {
+		n, err := rawIO(syscall.SYS_WRITE, e.peer.fd, rd.buf[rd.r:e.p])
+		if n > 0 {
+			rd.r += n
+			e.sent.Add(int64(n))
+		}
+		switch {
+		case err == syscall.EAGAIN:
+			e.setBlocked(true)
+			return
+		case err == syscall.EINTR:
+		case err != nil:
+			e.rel.end(e, writeError{err})
+			return
+		}
+	}
+	e.setBlocked(false)
+	if e.bad != nil {
+		e.rel.end(e, e.bad)
+		return
+	}
+	rd.compact()
+}
+
+// setBlocked records whether e waits for its peer's socket, and asks epoll
+// for the matching events: no reading of e while blocked, EPOLLOUT on the
+// peer while blocked.
+func (e *pollEnd) setBlocked(b bool) {
+	if e.blocked == b {
+		return
+	}
+	e.blocked = b
+	e.watch()
+	e.peer.watch()
+}
+
+func (e *pollEnd) watch() {
+	var want uint32
+	if !e.blocked {
+		want |= syscall.EPOLLIN
+	}
+	if e.peer.blocked {
+		want |= syscall.EPOLLOUT
+	}
+	if want != e.events {
+		e.events = want
+		ev := syscall.EpollEvent{Events: want, Fd: int32(e.fd)}
+		syscall.EpollCtl(e.rel.s.srv.poller.epfd, syscall.EPOLL_CTL_MOD, e.fd, &ev)
+	}
+}
+
+// end finishes the relay because of err on e's side: it deregisters and
+// closes both descriptors, tells the client why where the stream allows,
+// and hands the cause to the session.
+func (rel *pollRelay) end(e *pollEnd, err error) {
+	if rel.ended {
+		return
+	}
+	rel.ended = true
+	var clientErr, upstreamErr error
+	if e == rel.client {
+		clientErr = err
+	} else {
+		upstreamErr = err
+	}
+	s := rel.s
+	pl := s.srv.poller
+	for _, end := range []*pollEnd{rel.client, rel.upstream} {
+		syscall.EpollCtl(pl.epfd, syscall.EPOLL_CTL_DEL, end.fd, nil)
+		pl.ends[end.fd] = nil
+	}
+	cause := s.endCause(clientErr, upstreamErr)
+	if msg := s.farewell(cause); msg != nil {
+		syscall.Write(rel.client.fd, msg)
+	}
+	syscall.Close(rel.client.fd)
+	syscall.Close(rel.upstream.fd)
+	rel.done <- cause
+}
