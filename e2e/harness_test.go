@@ -202,7 +202,8 @@ func (p *proxyProc) url(user, password, database string, params ...string) strin
 	for i := 0; i+1 < len(params); i += 2 {
 		q.Set(params[i], params[i+1])
 	}
-	u.RawQuery = q.Encode()
+	// libpq and pgx do not read '+' as a space in connection URLs.
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	return u.String()
 }
 

@@ -70,7 +70,11 @@ func (s *session) serve(ctx context.Context) {
 		s.upstream.SetDeadline(time.Time{})
 		s.log.Info("connection opened")
 		err = s.relay()
-		s.log.Info("connection closed", keyDuration, time.Since(s.started).Milliseconds(), keyError, errString(err))
+		attrs := []any{keyDuration, time.Since(s.started).Milliseconds()}
+		if err != nil {
+			attrs = append(attrs, keyError, err.Error())
+		}
+		s.log.Info("connection closed", attrs...)
 	} else {
 		s.reject(err)
 	}
@@ -487,11 +491,4 @@ func (s *session) farewell(cause error) []byte {
 	}
 	msg, _ := errorResponse("FATAL", cause).Encode(nil)
 	return msg
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
