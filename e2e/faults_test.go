@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestBadClientInput sends malformed and unusual input from raw clients
+// while a healthy session on the same proxy keeps working.
+func TestBadClientInput(t *testing.T) {
+	tn := newTenants(t, "acme")
+	p := startProxy(t, tn.config("limits:\n  startup_timeout: 300ms\n"))
+	healthy := p.connect(t, "postgres", "", "acme")
+
+	t.Run("random first packet", func(t *testing.T) {
+		healthyDuring(t, healthy, func() {
+			for seed := range 8 {
+				junk := make([]byte, 256)
+				rand.NewChaCha8([32]byte{byte(seed)}).Read(junk)
+				c := dialRaw(t, p.addr)
+				c.write(junk)
+				c.closeWrite()
+				c.expectRefused()
+			}
+		})
+	})
+
+	startups := []struct {
+		name   string
+		packet []byte
+		code   string
+	}{
+		{"length below 8", untypedPacket(4, 0), "08P01"},
+		{"length above 10000", untypedPacket(10001, pgproto3.ProtocolVersion30), "08P01"},
+		{"protocol 2.0", startupPacket(t, 2<<16), "0A000"},
+		{"protocol 4.0", startupPacket(t, 4<<16), "0A000"},
+	}
+	for _, tc := range startups {
+		t.Run("startup "+tc.name, func(t *testing.T) {
+			healthyDuring(t, healthy, func() {
+				c := dialRaw(t, p.addr)
+				c.write(tc.packet)
+				c.expectFatal(tc.code)
+			})
+		})
+	}
+
+	headers := []struct {
+		name   string
+		length uint32
+		code   string
+	}{
+		{"2 GiB", 0x80000000, "54000"},
+		{"3", 3, "08P01"},
+	}
+	for _, tc := range headers {
+		t.Run("message length "+tc.name, func(t *testing.T) {
+			healthyDuring(t, healthy, func() {
+				c := dialRaw(t, p.addr)
+				c.login("postgres", "acme")
+				c.write(messageHeader('Q', tc.length))
+				c.expectFatal(tc.code)
+			})
+		})
+	}
+
+	t.Run("silent client dropped after startup_timeout", func(t *testing.T) {
+		healthyDuring(t, healthy, func() {
+			c := dialRaw(t, p.addr)
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.expectClosed()
+		})
+	})
+
+	encryption := []struct {
+		name     string
+		requests []pgproto3.FrontendMessage
+	}{
+		{"SSLRequest", []pgproto3.FrontendMessage{&pgproto3.SSLRequest{}}},
+		{"GSSENCRequest", []pgproto3.FrontendMessage{&pgproto3.GSSEncRequest{}}},
+		{"GSSENCRequest then SSLRequest", []pgproto3.FrontendMessage{&pgproto3.GSSEncRequest{}, &pgproto3.SSLRequest{}}},
+	}
+	for _, tc := range encryption {
+		t.Run(tc.name+" refused then plain startup", func(t *testing.T) {
+			healthyDuring(t, healthy, func() {
+				c := dialRaw(t, p.addr)
+				for _, req := range tc.requests {
+					c.send(req)
+					if b := c.readByte(); b != 'N' {
+						t.Fatalf("answer to %T = %q, want 'N'", req, b)
+					}
+				}
+				c.login("postgres", "acme")
+				if got := c.query("SELECT current_schema()"); !slices.Equal(got, []string{"acme"}) {
+					t.Fatalf("current_schema = %q", got)
+				}
+			})
+		})
+	}
+}
+
+func TestUnknownOrgOpensNoUpstreamConnection(t *testing.T) {
+	tn := newTenants(t, "acme")
+	upstream := startForwarder(t, cluster.Addr())
+	p := startProxy(t, strings.ReplaceAll(tn.config(""), cluster.Addr(), upstream.ln.Addr().String()))
+
+	before := upstream.accepted.Load()
+	attempts := []struct {
+		database string
+		params   []string
+	}{
+		{"nope", nil},
+		{"", []string{"options", "-c pgmigrate.org=nope"}},
+	}
+	for _, a := range attempts {
+		_, err := tryConnect(t, p, "postgres", "", a.database, a.params...)
+		if sqlState(err) != "3D000" || !strings.Contains(err.Error(), `database "nope" does not exist`) {
+			t.Fatalf("connect to org nope: got %v, want FATAL 3D000", err)
+		}
+	}
+	if n := upstream.accepted.Load() - before; n != 0 {
+		t.Fatalf("unknown org opened %d upstream connections", n)
+	}
+
+	mustWork(t, p.connect(t, "postgres", "", "acme"))
+	if upstream.accepted.Load() == before {
+		t.Fatal("a session of acme did not go through the counting upstream")
+	}
+}
+
+// TestUpstreamKilled crashes PostgreSQL under a busy and an idle session.
+func TestUpstreamKilled(t *testing.T) {
+	tn := newTenants(t, "acme")
+	p := startProxy(t, tn.config(""))
+	busy := p.connect(t, "postgres", "", "acme")
+	idle := p.connect(t, "postgres", "", "acme")
+	mustWork(t, idle)
+
+	sleeping := sleepInBackground(busy)
+	waitForSleep(t, tn.db)
+	restart := takeClusterDown(t, cluster.Kill)
+
+	expectUpstreamLost(t, "busy session", <-sleeping)
+	_, err := queryInt(context.Background(), idle, "SELECT 1")
+	expectUpstreamLost(t, "idle session", err)
+	expectRunning(t, p)
+	if _, err := tryConnect(t, p, "postgres", "", "acme"); sqlState(err) != "08006" {
+		t.Fatalf("connect while PostgreSQL is down: got %v, want FATAL 08006", err)
+	}
+
+	restart()
+	expectRunning(t, p)
+	mustWork(t, p.connect(t, "postgres", "", "acme"))
+}
+
+// TestUpstreamConnectionCut cuts the TCP connections of one upstream: its
+// sessions are told, the sessions of another upstream do not notice.
+func TestUpstreamConnectionCut(t *testing.T) {
+	tn := newTenants(t, "a", "b")
+	relay := startForwarder(t, cluster.Addr())
+	p := startProxy(t, fmt.Sprintf(`upstreams:
+  - name: main
+    dsn: %s
+  - name: relayed
+    dsn: %s
+tenants:
+  - org: a
+    upstream: relayed
+  - org: b
+`, cluster.DSN("postgres", tn.db), relay.dsn("postgres", tn.db)))
+	busy := p.connect(t, "postgres", "", "a")
+	idle := p.connect(t, "postgres", "", "a")
+	other := p.connect(t, "postgres", "", "b")
+	mustWork(t, idle)
+
+	healthyDuring(t, other, func() {
+		sleeping := sleepInBackground(busy)
+		waitForSleep(t, tn.db)
+		relay.cut()
+		if err := <-sleeping; sqlState(err) != "08006" {
+			t.Fatalf("busy session: got %v, want FATAL 08006", err)
+		}
+		_, err := queryInt(context.Background(), idle, "SELECT 1")
+		expectUpstreamLost(t, "idle session", err)
+	})
+	expectRunning(t, p)
+	mustWork(t, p.connect(t, "postgres", "", "a"))
+}
+
+// sleepQuery runs long enough that only a failure ends it during a test.
+const sleepQuery = "SELECT pg_sleep(30)"
+
+// sleepInBackground runs sleepQuery on conn and delivers its error. The
+// query gets 10 s: an error must come from the connection well before.
+func sleepInBackground(conn *pgx.Conn) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := conn.Exec(ctx, sleepQuery)
+		done <- err
+	}()
+	return done
+}
+
+// waitForSleep waits until sleepQuery runs in database.
+func waitForSleep(t testing.TB, database string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, cluster.DSN("postgres", database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	waitFor(t, "the sleeping query to start", func() bool {
+		n, err := queryInt(ctx, conn, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = $1", sleepQuery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+}
+
+// expectUpstreamLost checks the error a session got when its upstream went
+// away: PostgreSQL's own shutdown error, the proxy's 08006 or a closed
+// connection, but not a timeout.
+func expectUpstreamLost(t testing.TB, who string, err error) {
+	t.Helper()
+	t.Logf("%s got: %v", who, err)
+	switch {
+	case err == nil:
+		t.Fatalf("%s: no error", who)
+	case errors.Is(err, context.DeadlineExceeded):
+		t.Fatalf("%s: not told the upstream is gone: %v", who, err)
+	}
+	if code := sqlState(err); code != "" && !slices.Contains([]string{"08006", "57P01", "57P02"}, code) {
+		t.Fatalf("%s: got %v, want FATAL 08006 or 57P01", who, err)
+	}
+}
+
+// expectRunning fails t if the proxy has exited.
+func expectRunning(t testing.TB, p *proxyProc) {
+	t.Helper()
+	select {
+	case <-p.done:
+		t.Fatalf("proxy exited: %v", p.err)
+	default:
+	}
+}

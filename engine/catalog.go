@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// catalogLockKey serialises creating and upgrading the metadata catalog
+// across engines (any value unlikely to collide with an application's).
+const catalogLockKey = 0x70676d6967726174 // "pgmigrat"
+
+// catalogVersions are the metadata catalog's schema versions in order;
+// version N is catalogVersions[N-1]. Append, never edit.
+var catalogVersions = []string{`
+CREATE TABLE pgmigrate.tenants (
+	org        text PRIMARY KEY,
+	schema     text NOT NULL UNIQUE,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE pgmigrate.models (
+	org        text NOT NULL,
+	model      text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (org, model)
+);
+CREATE TABLE pgmigrate.fields (
+	org      text NOT NULL,
+	model    text NOT NULL,
+	position int  NOT NULL,
+	name     text NOT NULL,
+	spec     jsonb NOT NULL,
+	PRIMARY KEY (org, model, name),
+	FOREIGN KEY (org, model) REFERENCES pgmigrate.models ON DELETE CASCADE
+);
+CREATE TABLE pgmigrate.history (
+	id          bigserial PRIMARY KEY,
+	op_id       uuid NOT NULL UNIQUE,
+	org         text NOT NULL,
+	model       text,
+	field       text,
+	operation   text NOT NULL,
+	statements  text[] NOT NULL,
+	attempts    int NOT NULL,
+	duration_ms bigint NOT NULL,
+	applied_by  text NOT NULL DEFAULT current_user,
+	applied_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON pgmigrate.history (org, model, id);
+`}
+
+// Init creates the metadata catalog (schema pgmigrate) or upgrades it to
+// this engine's version. Engines starting at once serialise on an advisory
+// lock. Apply and Plan call it on first use.
+func (e *Engine) Init(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(catalogLockKey)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgmigrate;
+CREATE TABLE IF NOT EXISTS pgmigrate.version (version int NOT NULL);`)
+		if err != nil {
+			return err
+		}
+		var version int
+		err = tx.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM pgmigrate.version").Scan(&version)
+		if err != nil {
+			return err
+		}
+		if version > len(catalogVersions) {
+			return fmt.Errorf("engine: metadata catalog version %d is newer than this engine's %d", version, len(catalogVersions))
+		}
+		for v := version; v < len(catalogVersions); v++ {
+			if _, err := tx.Exec(ctx, catalogVersions[v]); err != nil {
+				return fmt.Errorf("engine: upgrading the metadata catalog to version %d: %w", v+1, err)
+			}
+		}
+		if version < len(catalogVersions) {
+			_, err = tx.Exec(ctx, "DELETE FROM pgmigrate.version; INSERT INTO pgmigrate.version VALUES ("+itoa(len(catalogVersions))+")")
+		}
+		return err
+	})
+}
+
+// querier is what reading the catalog needs: a connection or transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// tenantSchema returns the org's schema: its registration in
+// pgmigrate.tenants, else the schema named like the org.
+func tenantSchema(ctx context.Context, q querier, org string) (schema string, registered bool, err error) {
+	err = q.QueryRow(ctx, "SELECT schema FROM pgmigrate.tenants WHERE org = $1", org).Scan(&schema)
+	if err == pgx.ErrNoRows {
+		return org, false, nil
+	}
+	return schema, err == nil, err
+}
+
+// readModel returns the metadata of one model, nil if it has none.
+func readModel(ctx context.Context, q querier, org, model string) (*Model, error) {
+	var exists bool
+	err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pgmigrate.models WHERE org = $1 AND model = $2)", org, model).Scan(&exists)
+	if err != nil || !exists {
+		return nil, err
+	}
+	rows, err := q.Query(ctx, "SELECT spec FROM pgmigrate.fields WHERE org = $1 AND model = $2 ORDER BY position", org, model)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Name: model}
+	for _, s := range specs {
+		var f FieldSpec
+		if err := json.Unmarshal(s, &f); err != nil {
+			return nil, fmt.Errorf("engine: metadata of %s.%s: %w", org, model, err)
+		}
+		m.Fields = append(m.Fields, f)
+	}
+	return m, nil
+}
+
+// listModels returns the org's models in the metadata, by name.
+func listModels(ctx context.Context, q querier, org string) ([]string, error) {
+	rows, err := q.Query(ctx, "SELECT model FROM pgmigrate.models WHERE org = $1 ORDER BY model", org)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// writeModel replaces the metadata of m.Name with m.
+func writeModel(ctx context.Context, tx pgx.Tx, org string, m *Model) error {
+	if err := dropModelMeta(ctx, tx, org, m.Name); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO pgmigrate.models (org, model) VALUES ($1, $2)", org, m.Name); err != nil {
+		return err
+	}
+	for i, f := range m.Fields {
+		spec, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "INSERT INTO pgmigrate.fields (org, model, position, name, spec) VALUES ($1, $2, $3, $4, $5)", org, m.Name, i, f.Name, spec)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dropModelMeta(ctx context.Context, tx pgx.Tx, org, model string) error {
+	_, err := tx.Exec(ctx, "DELETE FROM pgmigrate.models WHERE org = $1 AND model = $2", org, model)
+	return err
+}

@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Every error the engine reports about its input or the tenant's state has
+// a SQLSTATE (SQLState) and may carry a DETAIL and a HINT (Detail, Hint), so
+// a caller can turn it into a PostgreSQL ErrorResponse. Errors from
+// PostgreSQL itself arrive as *pgconn.PgError, which has the same methods.
+
+// InvalidSpecError is a problem with an operation's input, found before any
+// SQL runs.
+type InvalidSpecError struct {
+	Field  string // the field (or argument) at fault; may be empty
+	Reason string
+}
+
+func (e *InvalidSpecError) Error() string {
+	if e.Field == "" {
+		return "invalid spec: " + e.Reason
+	}
+	return fmt.Sprintf("invalid spec for field %q: %s", e.Field, e.Reason)
+}
+
+// SQLState implements the SQLSTATE classification.
+func (e *InvalidSpecError) SQLState() string { return "22023" }
+
+// UnknownTenantError is an org with no schema.
+type UnknownTenantError struct{ Org string }
+
+func (e *UnknownTenantError) Error() string    { return fmt.Sprintf("tenant %q does not exist", e.Org) }
+func (e *UnknownTenantError) SQLState() string { return "3F000" }
+
+// TenantExistsError is a create_tenant for an org that has a schema.
+type TenantExistsError struct{ Org string }
+
+func (e *TenantExistsError) Error() string    { return fmt.Sprintf("tenant %q already exists", e.Org) }
+func (e *TenantExistsError) SQLState() string { return "42P06" }
+
+// UnknownModelError is a model with no table.
+type UnknownModelError struct{ Org, Model string }
+
+func (e *UnknownModelError) Error() string {
+	return fmt.Sprintf("model %q does not exist in tenant %q", e.Model, e.Org)
+}
+func (e *UnknownModelError) SQLState() string { return "42P01" }
+
+// UnknownFieldError is a field with no column.
+type UnknownFieldError struct{ Model, Field string }
+
+func (e *UnknownFieldError) Error() string {
+	return fmt.Sprintf("field %q of model %q does not exist", e.Field, e.Model)
+}
+func (e *UnknownFieldError) SQLState() string { return "42703" }
+
+// FieldConflictError is a field that exists with another spec.
+type FieldConflictError struct {
+	Model, Field string
+	Diff         string // what differs, live against asked
+}
+
+func (e *FieldConflictError) Error() string {
+	return fmt.Sprintf("field %q of model %q already exists with another spec", e.Field, e.Model)
+}
+func (e *FieldConflictError) SQLState() string { return "42701" }
+func (e *FieldConflictError) Detail() string   { return e.Diff }
+func (e *FieldConflictError) Hint() string {
+	return "Use alter_field to change nullable, default, unique or references, or another name."
+}
+
+// ModelConflictError is a model that exists with another spec.
+type ModelConflictError struct {
+	Model string
+	Diff  string
+}
+
+func (e *ModelConflictError) Error() string {
+	return fmt.Sprintf("model %q already exists with another spec", e.Model)
+}
+func (e *ModelConflictError) SQLState() string { return "42P07" }
+func (e *ModelConflictError) Detail() string   { return e.Diff }
+
+// UnsafeChangeError is a change refused because it would fail or block on
+// a table that holds rows.
+type UnsafeChangeError struct {
+	Model, Field string
+	Reason, Fix  string
+}
+
+func (e *UnsafeChangeError) Error() string {
+	return fmt.Sprintf("cannot change field %q of model %q: %s", e.Field, e.Model, e.Reason)
+}
+func (e *UnsafeChangeError) SQLState() string { return "55000" }
+func (e *UnsafeChangeError) Hint() string     { return e.Fix }
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("engine: closed")

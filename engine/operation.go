@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Operation is one mutating command. It is compiled, then executed: Plan
+// does no I/O, deriving from the tenant's current State the SQL that brings
+// it where the operation wants it, so plans are golden-tested without a
+// database. The runner then executes the plan under the tenant's advisory
+// lock, in transactions, with retries.
+type Operation interface {
+	// Kind names the command ("add_field") in results, history and spans.
+	Kind() string
+	// Target is the model (and field, or "") the operation is about; for
+	// tenant operations both are empty.
+	Target() (model, field string)
+	// Validate checks the input without I/O.
+	Validate(opts *Options) error
+	// Plan derives the steps from the state. A plan with no phases and an
+	// unchanged model means the operation is already in place.
+	Plan(s *State) (*Plan, error)
+}
+
+// State is what an operation's plan starts from: the live catalog of the
+// tenant's schema for the target model, and the engine's metadata for it.
+type State struct {
+	Org    string
+	Schema string
+	// SchemaExists is false for a tenant that has no schema yet.
+	SchemaExists bool
+	// Table is the live table, nil if it does not exist.
+	Table *Table
+	// Meta is the engine's metadata of the model, nil if it has none.
+	Meta *Model
+	// HasRows is true when the table holds at least one row.
+	HasRows bool
+	// Models lists the tenant's models in the metadata (tenant operations).
+	Models []string
+}
+
+// Table is a live table as the catalog describes it.
+type Table struct {
+	Name    string
+	Columns []Column
+}
+
+// Column returns the live column called name, or nil.
+func (t *Table) Column(name string) *Column {
+	if t == nil {
+		return nil
+	}
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i]
+		}
+	}
+	return nil
+}
+
+// Column is a live column: type as format_type prints it, default as
+// pg_get_expr prints it ("" for none), and the single-column constraints on
+// it.
+type Column struct {
+	Name       string
+	Type       string
+	NotNull    bool
+	Default    string
+	PrimaryKey bool
+	// Unique names the single-column unique constraint, "" if none.
+	Unique string
+	// Reference is the single-column foreign key, nil if none; its Schema
+	// is always set. ReferenceName names the constraint.
+	Reference     *Reference
+	ReferenceName string
+	// ReferenceValid is false for a NOT VALID foreign key.
+	ReferenceValid bool
+}
+
+// Model is the engine's metadata of one model: its fields in order.
+type Model struct {
+	Name   string
+	Fields []FieldSpec
+}
+
+// Field returns the field called name, or nil.
+func (m *Model) Field(name string) *FieldSpec {
+	if m == nil {
+		return nil
+	}
+	for i := range m.Fields {
+		if m.Fields[i].Name == name {
+			return &m.Fields[i]
+		}
+	}
+	return nil
+}
+
+// Plan is a compiled operation.
+type Plan struct {
+	// Phases run in order, each committed before the next starts. The
+	// metadata change and the history row commit with the last
+	// transactional phase (or in a phase of their own after an online one).
+	Phases []Phase
+	// Model is the model's metadata after the operation; nil with
+	// DropModel removes it, nil without it leaves the metadata alone.
+	Model     *Model
+	DropModel bool
+	// Tenant changes for create_tenant / drop_tenant.
+	AddTenant, DropTenant bool
+}
+
+// Phase is one transaction, or one statement that cannot run in a
+// transaction block (Online: CREATE INDEX CONCURRENTLY and the like).
+type Phase struct {
+	Statements []string
+	Online     bool
+	// Undo reverses a phase that committed when a later one fails, so a
+	// failed operation leaves nothing behind.
+	Undo []string
+}
+
+// Statements lists every statement of the plan in order.
+func (p *Plan) Statements() []string {
+	var out []string
+	for _, ph := range p.Phases {
+		out = append(out, ph.Statements...)
+	}
+	return out
+}
+
+// ident quotes an identifier.
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// qualified quotes schema.name.
+func qualified(schema, name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+
+// columnDef renders a column definition for CREATE TABLE and ADD COLUMN,
+// with its inline constraints.
+func columnDef(schema string, f FieldSpec) string {
+	var b strings.Builder
+	b.WriteString(ident(f.Name))
+	b.WriteString(" ")
+	b.WriteString(sqlType(f))
+	if f.PrimaryKey {
+		b.WriteString(" PRIMARY KEY")
+	} else if !f.IsNullable() {
+		b.WriteString(" NOT NULL")
+	}
+	if f.HasDefault() {
+		d, _ := f.DefaultSQL()
+		b.WriteString(" DEFAULT ")
+		b.WriteString(d)
+	}
+	if f.Unique && !f.PrimaryKey {
+		b.WriteString(" UNIQUE")
+	}
+	if r := f.References; r != nil {
+		b.WriteString(" REFERENCES ")
+		b.WriteString(referenceTarget(schema, r))
+	}
+	return b.String()
+}
+
+// referenceTarget renders "schema"."table" ("column") ON DELETE action.
+func referenceTarget(schema string, r *Reference) string {
+	if r.Schema != "" {
+		schema = r.Schema
+	}
+	return qualified(schema, r.Table) + " (" + ident(r.Column) + ") ON DELETE " + r.onDelete()
+}
+
+// sqlType is the type as written in DDL (short forms, as the seed wrote
+// them).
+func sqlType(f FieldSpec) string {
+	switch f.Type {
+	case String:
+		return "varchar(" + itoa(f.maxLength()) + ")"
+	case DateTime:
+		return "timestamptz"
+	}
+	return f.ColumnType()
+}
