@@ -18,10 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// rawTimeout bounds the whole life of a raw connection, so that a proxy
-// that never answers fails the test instead of hanging it.
-const rawTimeout = 15 * time.Second
-
 // rawConn is a client connection driven message by message.
 type rawConn struct {
 	t    testing.TB
@@ -29,15 +25,17 @@ type rawConn struct {
 	fe   *pgproto3.Frontend
 }
 
-// dialRaw opens a TCP connection to addr, closed when t ends.
+// dialRaw opens a TCP connection to addr, closed when t ends. Its whole
+// life is bounded by timeout, so a proxy that never answers fails the test
+// instead of hanging it.
 func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, rawTimeout)
+	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(rawTimeout))
+	conn.SetDeadline(time.Now().Add(timeout))
 	return &rawConn{t: t, conn: conn, fe: pgproto3.NewFrontend(conn, conn)}
 }
 
@@ -221,9 +219,9 @@ func sqlState(err error) string {
 	return ""
 }
 
-// queryInt runs sql, which returns one integer, within a bounded time.
+// queryInt runs sql, which returns one integer, within timeout.
 func queryInt(ctx context.Context, conn *pgx.Conn, sql string, args ...any) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var n int
 	err := conn.QueryRow(ctx, sql, args...).Scan(&n)
@@ -233,8 +231,8 @@ func queryInt(ctx context.Context, conn *pgx.Conn, sql string, args ...any) (int
 // mustWork fails t unless conn answers a query.
 func mustWork(t testing.TB, conn *pgx.Conn) {
 	t.Helper()
-	if n, err := queryInt(context.Background(), conn, "SELECT 41 + 1"); err != nil || n != 42 {
-		t.Fatalf("healthy session: got %d, %v", n, err)
+	if n := queryValue[int](t, conn, "SELECT 41 + 1"); n != 42 {
+		t.Fatalf("SELECT 41 + 1 = %d", n)
 	}
 }
 
@@ -253,7 +251,7 @@ func healthyDuring(t *testing.T, conn *pgx.Conn, fn func()) {
 				return
 			default:
 			}
-			if _, err := queryInt(context.Background(), conn, "SELECT 1"); err != nil {
+			if _, err := queryInt(t.Context(), conn, "SELECT 1"); err != nil {
 				failed <- err
 				return
 			}
@@ -277,9 +275,7 @@ func healthyDuring(t *testing.T, conn *pgx.Conn, fn func()) {
 // returns why it could not.
 func tryConnect(t testing.TB, p *proxyProc, user, password, database string, params ...string) (*pgx.Conn, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, p.url(user, password, database, params...))
+	conn, err := pgx.Connect(testContext(t), p.url(user, password, database, params...))
 	if err != nil {
 		return nil, err
 	}
@@ -322,8 +318,9 @@ type tcpForwarder struct {
 	accepted atomic.Int64
 	wg       sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 // startForwarder relays to target until t ends.
@@ -338,6 +335,9 @@ func startForwarder(t testing.TB, target string) *tcpForwarder {
 	go f.serve()
 	t.Cleanup(func() {
 		ln.Close()
+		f.mu.Lock()
+		f.closed = true
+		f.mu.Unlock()
 		f.cut()
 		f.wg.Wait()
 	})
@@ -357,8 +357,11 @@ func (f *tcpForwarder) serve() {
 			in.Close()
 			continue
 		}
-		f.track(in, out)
-		f.wg.Add(2)
+		if !f.track(in, out) {
+			in.Close()
+			out.Close()
+			return
+		}
 		go f.pipe(out, in)
 		go f.pipe(in, out)
 	}
@@ -376,12 +379,17 @@ func (f *tcpForwarder) pipe(dst, src net.Conn) {
 	f.mu.Unlock()
 }
 
-func (f *tcpForwarder) track(conns ...net.Conn) {
+// track registers a relayed pair, unless the forwarder is closed.
+func (f *tcpForwarder) track(in, out net.Conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, c := range conns {
-		f.conns[c] = struct{}{}
+	if f.closed {
+		return false
 	}
+	f.conns[in] = struct{}{}
+	f.conns[out] = struct{}{}
+	f.wg.Add(2)
+	return true
 }
 
 // cut closes every connection being relayed.
@@ -393,15 +401,18 @@ func (f *tcpForwarder) cut() {
 	}
 }
 
+// addr is the address the forwarder listens on.
+func (f *tcpForwarder) addr() string { return f.ln.Addr().String() }
+
 // dsn is the cluster's DSN for user and database, through the forwarder.
 func (f *tcpForwarder) dsn(user, database string) string {
-	return strings.Replace(cluster.DSN(user, database), cluster.Addr(), f.ln.Addr().String(), 1)
+	return strings.Replace(cluster.DSN(user, database), cluster.Addr(), f.addr(), 1)
 }
 
 // waitFor polls cond until it holds, failing t after a generous bound.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -150,10 +150,62 @@ func Parse(data []byte, cfg *Config, getenv func(string) string) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("environment variable %s is not set", missing[0])
 	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(cfg)
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		for i, msg := range te.Errors {
+			var line int
+			if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+				if key := keyAt(&root, line, ""); key != "" {
+					te.Errors[i] = key + ": " + msg
+				}
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return nil
+}
+
+// keyAt returns the path (tenants[0].org) of the deepest key or sequence
+// item at line, so that a decoding error can name its key.
+func keyAt(n *yaml.Node, line int, path string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) > 0 {
+			return keyAt(n.Content[0], line, path)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if found := keyAt(v, line, p); found != "" {
+				return found
+			}
+			if k.Line == line {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			if found := keyAt(item, line, fmt.Sprintf("%s[%d]", path, i)); found != "" {
+				return found
+			}
+		}
+	case yaml.ScalarNode:
+		if n.Line == line {
+			return path
+		}
+	}
+	return ""
 }

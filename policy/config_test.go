@@ -105,3 +105,19 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		})
 	}
 }
+
+func TestTypeErrorsNameTheKey(t *testing.T) {
+	tests := []struct{ yaml, key string }{
+		{base + "drain_timeout: soon\n", "drain_timeout: "},
+		{base + "limits:\n  startup_timeout: 5\n", "limits.startup_timeout: "},
+		{base + "engine:\n  retry:\n    max_attempts: many\n", "engine.retry.max_attempts: "},
+		{"upstreams:\n  - name: [a]\n    dsn: postgres://h/db\n", "upstreams[0].name"},
+		{"upstreams:\n  - {name: a, dsn: 'postgres://h:99999/db'}\n", "upstreams[0].dsn: "},
+	}
+	for _, tt := range tests {
+		_, err := parse(t, tt.yaml, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("error %v does not name %q", err, tt.key)
+		}
+	}
+}

@@ -56,7 +56,7 @@ type Target struct {
 func parseUpstream(u Upstream) (*Target, error) {
 	pc, err := pgconn.ParseConfig(u.DSN)
 	if err != nil {
-		return nil, errors.Unwrap(err)
+		return nil, err // pgconn redacts the password
 	}
 	network, address := pgconn.NetworkAddress(pc.Host, pc.Port)
 	t := &Target{Name: u.Name, Network: network, Address: address, Database: pc.Database, TLS: pc.TLSConfig, DSN: u.DSN}

@@ -130,6 +130,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	// From here on SIGHUP reloads instead of ending the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := newLogger(stderr, cfg.LogLevel)
 	router, err := policy.NewRouter(cfg)
 	if err != nil {
@@ -174,9 +178,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("listening", "listen", ln.Addr().String(), "admin_listen", cfg.AdminListen, "tenants", len(cfg.Tenants))
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
