@@ -60,7 +60,7 @@ func (op *AddField) phases(s *State) ([]Phase, error) {
 	if s.HasRows && !f.IsNullable() && !f.HasDefault() {
 		return nil, &UnsafeChangeError{Model: op.Model, Field: f.Name,
 			Reason: "the table holds rows, which a NOT NULL field without a default leaves without a value",
-			Fix:    `Add a default, or add the field nullable, fill it in, then alter_field with "nullable": false.`}
+			Fix:    `Add a default, or add the field nullable, fill it in, then alter_field with "nullable": false and a default.`}
 	}
 	if s.HasRows && f.Unique && f.HasDefault() {
 		return nil, &UnsafeChangeError{Model: op.Model, Field: f.Name,

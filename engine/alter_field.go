@@ -11,8 +11,9 @@ import (
 // it leaves out is switched off (no default, not unique, no reference).
 // Type and primary key changes are refused.
 //
-// Setting NOT NULL scans the table under a lock that blocks its readers
-// and writers, and fails if a row holds NULL. On a table that holds rows a
+// Setting NOT NULL on a table that holds rows needs a default (the design's
+// rule for NOT NULL); it scans the table under a lock that blocks its
+// readers and writers, and fails if a row holds NULL. On a table that holds rows a
 // unique constraint is built as an index CONCURRENTLY and then attached,
 // and a new foreign key is added NOT VALID, replacing the old one, then
 // validated in a transaction of its own. Should a later step fail, the
@@ -48,6 +49,11 @@ func (op *AlterField) Plan(s *State) (*Plan, error) {
 		return nil, &InvalidSpecError{Field: f.Name, Reason: fmt.Sprintf("type changes are not supported (live %s, asked %s); add a new field", c.Type, f.ColumnType())}
 	case c.PrimaryKey != f.PrimaryKey:
 		return nil, &InvalidSpecError{Field: f.Name, Reason: fmt.Sprintf(`primary key changes are not supported; the field is "primaryKey": %t`, c.PrimaryKey)}
+	}
+	if s.HasRows && !c.NotNull && !f.IsNullable() && !f.HasDefault() {
+		return nil, &UnsafeChangeError{Model: op.Model, Field: f.Name,
+			Reason: "the table holds rows, and NOT NULL without a default is refused on such tables",
+			Fix:    `Fill in the NULLs, then alter_field with a default and "nullable": false.`}
 	}
 	t := table{s.Schema, op.Model}
 	var phases []Phase

@@ -30,7 +30,7 @@ func TestCreateModelRoundTrip(t *testing.T) {
 		t.Errorf("live name column %+v, want varchar(40) NOT NULL", *c)
 	}
 	db.exec(t, `INSERT INTO acme.invoice (id, name) VALUES (1, 'first')`)
-	if got := scalar[string](t, db, "SELECT format('%s %s', paid, total) FROM acme.invoice"); got != "false 2.5" {
+	if got := scalar[string](t, db, "SELECT format('%s %s', paid::text, total) FROM acme.invoice"); got != "false 2.5" {
 		t.Errorf("defaults of an inserted row: %q, want %q", got, "false 2.5")
 	}
 	checkLastHistory(t, db, "acme", 1, op, r)

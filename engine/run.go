@@ -126,6 +126,7 @@ func unchanged(p *Plan, s *State) bool {
 // attempt is one try of Apply, on one connection holding the tenant's
 // advisory lock.
 func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgtype.UUID, r *Result, start time.Time) (err error) {
+	opSpan := trace.SpanFromContext(ctx)
 	ctx, span := e.tracer.Start(ctx, "attempt", trace.WithAttributes(attribute.Int("pgmigrate.attempt", r.Attempts)))
 	defer func() {
 		if err != nil {
@@ -149,6 +150,7 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 	if err != nil {
 		return err
 	}
+	opSpan.SetAttributes(namespace(conn.Config().Database, s.Schema))
 	r.Statements = p.Statements()
 	if unchanged(p, s) {
 		r.Status = Unchanged
@@ -176,7 +178,13 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		if last && conn.IsClosed() && e.committed(ctx, opID) {
 			break
 		}
-		e.undo(ctx, conn, phases[:i])
+		// A failed transaction rolled itself back; a failed online
+		// statement may leave something behind (an invalid index).
+		undone := i
+		if ph.Online {
+			undone++
+		}
+		e.undo(ctx, conn, phases[:undone])
 		return err
 	}
 	r.Status = Applied

@@ -249,9 +249,12 @@ func TestUniqueOnDuplicatesLeavesNothing(t *testing.T) {
 		t.Errorf("unique constraint left: %+v", *u)
 	}
 
-	// A new unique column whose default repeats on every row.
+	// A new unique column whose default repeats on every row: refused
+	// up front or failing on the duplicates, either way leaving nothing.
 	_, err = db.engine.Apply(testCtx(t), "acme", &AddField{Model: "invoice", Field: FieldSpec{Name: "code", Type: String, Unique: true, Default: jsonValue(t, "same")}})
-	wantErr[*pgconn.PgError](t, err, "23505")
+	if code := sqlState(err); code != "23505" && code != "55000" {
+		t.Errorf("unique column with a default on rows: %v, want 23505 or 55000", err)
+	}
 	if cols := columnNames(t, db, "acme", "invoice"); !slices.Equal(cols, []string{"id", "name"}) {
 		t.Errorf("columns %v, want [id name]", cols)
 	}
@@ -278,10 +281,12 @@ func TestNotNullWithoutDefaultOnRowsRefused(t *testing.T) {
 		&AlterField{Model: "invoice", Field: FieldSpec{Name: "name", Type: String, Nullable: nullable(false)}},
 		&AddField{Model: "invoice", Field: FieldSpec{Name: "amount", Type: Int, Nullable: nullable(false)}},
 	} {
-		_, err := db.engine.Apply(testCtx(t), "acme", op)
-		if e := wantErr[*UnsafeChangeError](t, err, "55000"); e.Hint() == "" {
-			t.Errorf("%s: no hint", op.Kind())
-		}
+		t.Run(op.Kind(), func(t *testing.T) {
+			_, err := db.engine.Apply(testCtx(t), "acme", op)
+			if e := wantErr[*UnsafeChangeError](t, err, "55000"); e.Hint() == "" {
+				t.Error("no hint")
+			}
+		})
 	}
 	if cols := columnNames(t, db, "acme", "invoice"); !slices.Equal(cols, []string{"id", "name"}) {
 		t.Errorf("columns %v, want [id name]", cols)

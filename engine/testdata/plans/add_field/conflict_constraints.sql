@@ -1,0 +1,3 @@
+-- error 42701: field "code" of model "invoice" already exists with another spec
+-- detail: nullable: live true, asked false; default: live none, asked 'x'; unique: live true, asked false; references: live none, asked "acme-corp"."code" ("code") ON DELETE RESTRICT
+-- hint: Use alter_field to change nullable, default, unique or references, or another name.

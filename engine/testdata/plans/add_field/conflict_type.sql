@@ -1,0 +1,3 @@
+-- error 42701: field "customer_id" of model "invoice" already exists with another spec
+-- detail: type: live integer, asked character varying(100)
+-- hint: Use alter_field to change nullable, default, unique or references, or another name.

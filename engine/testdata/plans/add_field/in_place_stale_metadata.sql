@@ -1,0 +1,3 @@
+-- no statements
+-- metadata: model invoice
+--   set {"name":"total","type":"Float","nullable":false}

@@ -1,0 +1,3 @@
+-- no statements
+-- metadata: model invoice
+--   set {"name":"data","type":"Json","default":{"b":[true,null],"a":1}}

@@ -1,0 +1,2 @@
+-- error 55000: cannot change field "ref" of model "invoice": the table holds rows, which would all get the default, breaking unique
+-- hint: Add the field without a default, fill in distinct values, then alter_field with "unique": true and the default.

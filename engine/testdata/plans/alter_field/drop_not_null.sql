@@ -1,0 +1,4 @@
+-- phase 1: transaction
+ALTER TABLE "acme-corp"."invoice" ALTER COLUMN "name" DROP NOT NULL;
+-- metadata: model invoice
+--   set {"name":"name","type":"String"}

@@ -1,0 +1,3 @@
+-- no statements
+-- metadata: model invoice
+--   set {"name":"customer_id","type":"Int","references":{"table":"customer","column":"id","onDelete":"CASCADE"}}

@@ -1,0 +1,1 @@
+-- error 22023: invalid spec for field "id": primary key changes are not supported; the field is "primaryKey": true

@@ -1,0 +1,4 @@
+-- phase 1: transaction
+ALTER TABLE "acme-corp"."invoice" ADD CONSTRAINT "invoice_status_fkey" FOREIGN KEY ("status") REFERENCES "acme-corp"."status" ("name") ON DELETE RESTRICT;
+-- metadata: model invoice
+--   set {"name":"status","type":"String","default":"draft","references":{"table":"status","column":"name"},"maxLength":20}

@@ -1,0 +1,1 @@
+-- error 22023: invalid spec for field "status": type changes are not supported (live character varying(20), asked text); add a new field

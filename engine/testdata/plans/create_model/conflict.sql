@@ -1,0 +1,2 @@
+-- error 42P07: model "invoice" already exists with another spec
+-- detail: field "id" type: live character varying(100), asked integer; field "amount" default: live '0'::double precision, asked 1; field "code" unique: live true, asked false; field "customer_id" references: live "acme-corp"."customer" ("id") ON DELETE CASCADE, asked "acme-corp"."customer" ("id") ON DELETE RESTRICT; field "total" has no column; column "data" is not in the spec

@@ -1,0 +1,9 @@
+-- no statements
+-- metadata: model invoice
+--   set {"name":"id","type":"String","primaryKey":true}
+--   set {"name":"name","type":"String","nullable":false}
+--   set {"name":"amount","type":"Float","default":0}
+--   set {"name":"status","type":"String","default":"draft","maxLength":20}
+--   set {"name":"code","type":"Text","unique":true}
+--   set {"name":"customer_id","type":"Int","references":{"table":"customer","column":"id","onDelete":"CASCADE"}}
+--   set {"name":"data","type":"Json","default":{"b":[true,null],"a":1.0}}

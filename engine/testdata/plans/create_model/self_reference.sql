@@ -1,0 +1,5 @@
+-- phase 1: transaction
+CREATE TABLE "acme-corp"."category" ("id" integer PRIMARY KEY, "parent_id" integer REFERENCES "acme-corp"."category" ("id") ON DELETE CASCADE);
+-- metadata: model category
+--   set {"name":"id","type":"Int","primaryKey":true}
+--   set {"name":"parent_id","type":"Int","references":{"table":"category","column":"id","onDelete":"CASCADE"}}

@@ -1,0 +1,3 @@
+-- no statements
+-- metadata: model invoice
+--   remove status

@@ -1,0 +1,1 @@
+-- error 22023: invalid spec for field "id": the primary key cannot be dropped

@@ -1,0 +1,2 @@
+-- no statements
+-- metadata: left alone

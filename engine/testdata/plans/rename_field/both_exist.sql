@@ -1,0 +1,3 @@
+-- error 42701: field "code" of model "invoice" already exists with another spec
+-- detail: both "status" and "code" exist
+-- hint: Use alter_field to change nullable, default, unique or references, or another name.

@@ -1,0 +1,1 @@
+-- error 42703: field "memo" of model "invoice" does not exist

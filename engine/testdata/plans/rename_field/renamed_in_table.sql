@@ -1,0 +1,4 @@
+-- no statements
+-- metadata: model invoice
+--   set {"name":"state","type":"String","default":"draft","maxLength":20}
+--   remove status

@@ -1,0 +1,1 @@
+-- error 42P01: model "invoice" does not exist in tenant "acme-corp"
