@@ -1,8 +1,7 @@
 package engine
 
 // DropTenant drops a tenant: its schema with everything in it, then the
-// org's role with its privileges in this database (the role must exist,
-// as create_tenant makes it). A tenant without a schema is in place, and
+// org's role, if there is one, with its privileges in this database. A tenant without a schema is in place, and
 // gets unregistered.
 type DropTenant struct {
 	Org string
@@ -20,13 +19,10 @@ func (op *DropTenant) Plan(s *State) (*Plan, error) {
 	if !s.SchemaExists {
 		return &Plan{DropTenant: true}, nil
 	}
-	role := ident(op.Org)
-	return &Plan{
-		Phases: []Phase{{Statements: []string{
-			"DROP SCHEMA " + ident(s.Schema) + " CASCADE",
-			"DROP OWNED BY " + role,
-			"DROP ROLE IF EXISTS " + role,
-		}}},
-		DropTenant: true,
-	}, nil
+	statements := []string{"DROP SCHEMA " + ident(s.Schema) + " CASCADE"}
+	if s.RoleExists {
+		role := ident(op.Org)
+		statements = append(statements, "DROP OWNED BY "+role, "DROP ROLE "+role)
+	}
+	return &Plan{Phases: []Phase{{Statements: statements}}, DropTenant: true}, nil
 }

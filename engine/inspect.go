@@ -19,12 +19,15 @@ func (e *Engine) readState(ctx context.Context, conn *pgx.Conn, org, model strin
 			return err
 		}
 		var err error
-		if s.Schema, _, err = tenantSchema(ctx, tx, org); err != nil {
+		if s.Schema, s.Registered, err = tenantSchema(ctx, tx, org); err != nil {
 			return err
 		}
 		err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", s.Schema).Scan(&s.SchemaExists)
-		if err != nil || model == "" {
+		if err != nil {
 			return err
+		}
+		if model == "" {
+			return tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", org).Scan(&s.RoleExists)
 		}
 		if s.Table, err = readTable(ctx, tx, s.Schema, model); err != nil {
 			return err
@@ -48,18 +51,19 @@ func setLocal(ctx context.Context, tx pgx.Tx, name string, d time.Duration) erro
 }
 
 // readTable reads a live table and its single-column constraints, nil if
-// it does not exist.
+// it does not exist. The table is found by to_regclass, an index lookup
+// however many tenants hold a table of the same name.
 func readTable(ctx context.Context, q querier, schema, name string) (*Table, error) {
+	rel := qualified(schema, name)
 	rows, err := q.Query(ctx, `
 SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
        COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+WHERE a.attrelid = to_regclass($1) AND c.relkind IN ('r', 'p')
   AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum`, schema, name)
+ORDER BY a.attnum`, rel)
 	if err != nil {
 		return nil, err
 	}
@@ -75,15 +79,13 @@ ORDER BY a.attnum`, schema, name)
 SELECT con.conname, con.contype, a.attname, con.convalidated,
        COALESCE(fn.nspname, ''), COALESCE(fc.relname, ''), COALESCE(fa.attname, ''), con.confdeltype
 FROM pg_catalog.pg_constraint con
-JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
 LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
 LEFT JOIN pg_catalog.pg_attribute fa ON fa.attrelid = con.confrelid AND fa.attnum = con.confkey[1]
-WHERE n.nspname = $1 AND c.relname = $2 AND con.contype IN ('p', 'u', 'f')
+WHERE con.conrelid = to_regclass($1) AND con.contype IN ('p', 'u', 'f')
   AND cardinality(con.conkey) = 1
-ORDER BY con.conname`, schema, name)
+ORDER BY con.conname`, rel)
 	if err != nil {
 		return nil, err
 	}

@@ -31,14 +31,17 @@ type State struct {
 	Schema string
 	// SchemaExists is false for a tenant that has no schema yet.
 	SchemaExists bool
+	// Registered is true when pgmigrate.tenants lists the org.
+	Registered bool
+	// RoleExists is true when a role named like the org exists (read for
+	// tenant operations only).
+	RoleExists bool
 	// Table is the live table, nil if it does not exist.
 	Table *Table
 	// Meta is the engine's metadata of the model, nil if it has none.
 	Meta *Model
 	// HasRows is true when the table holds at least one row.
 	HasRows bool
-	// Models lists the tenant's models in the metadata (tenant operations).
-	Models []string
 }
 
 // Table is a live table as the catalog describes it.

@@ -40,17 +40,16 @@ func (t table) addUnique(column string) string {
 // blocking writes while the index is built: the index is built
 // concurrently, then the constraint takes it over.
 func (t table) uniquePhases(column string) []Phase {
-	name := ident(uniqueName(t.name, column))
-	index := qualified(t.schema, uniqueName(t.name, column))
+	name := uniqueName(t.name, column)
 	return []Phase{
 		{
 			Online:     true,
-			Statements: []string{"CREATE UNIQUE INDEX CONCURRENTLY " + name + " ON " + t.String() + " (" + ident(column) + ")"},
-			Undo:       []string{"DROP INDEX CONCURRENTLY IF EXISTS " + index},
+			Statements: []string{"CREATE UNIQUE INDEX CONCURRENTLY " + ident(name) + " ON " + t.String() + " (" + ident(column) + ")"},
+			Undo:       []string{"DROP INDEX CONCURRENTLY IF EXISTS " + qualified(t.schema, name)},
 		},
 		{
-			Statements: []string{t.alter("ADD CONSTRAINT " + name + " UNIQUE USING INDEX " + name)},
-			Undo:       []string{t.dropConstraintIfExists(uniqueName(t.name, column))},
+			Statements: []string{t.alter("ADD CONSTRAINT " + ident(name) + " UNIQUE USING INDEX " + ident(name))},
+			Undo:       []string{t.dropConstraintIfExists(name)},
 		},
 	}
 }

@@ -241,7 +241,8 @@ func goldenCases() []goldenCase {
 		{name: "create", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
 		{name: "registered_schema", op: &CreateTenant{Org: "0day_co"}, state: &State{Org: "0day_co", Schema: "tenant_0day"}},
 		{name: "schema_exists", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true}},
-		{name: "drop", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Models: []string{"invoice"}}},
+		{name: "drop", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, RoleExists: true}},
+		{name: "drop_without_role", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true}},
 		{name: "gone", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
 	}
 }

@@ -114,7 +114,7 @@ func (e *Engine) plan(ctx context.Context, conn *pgx.Conn, org string, op Operat
 // unchanged reports whether p changes neither the database nor the
 // metadata.
 func unchanged(p *Plan, s *State) bool {
-	if len(p.Phases) > 0 || p.AddTenant || p.DropTenant {
+	if len(p.Phases) > 0 || p.AddTenant && !s.Registered || p.DropTenant && s.Registered {
 		return false
 	}
 	if p.DropModel {
@@ -179,9 +179,10 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 			break
 		}
 		// A failed transaction rolled itself back; a failed online
-		// statement may leave something behind (an invalid index).
+		// statement may leave something behind (an invalid index), unless
+		// it failed because the name belongs to something else.
 		undone := i
-		if ph.Online {
+		if ph.Online && sqlState(err) != "42P07" {
 			undone++
 		}
 		e.undo(ctx, conn, phases[:undone])

@@ -250,7 +250,7 @@ func (f FieldSpec) defaultValue() (string, error) {
 	isString := json.Unmarshal(raw, &s) == nil
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	isNumber := dec.Decode(&n) == nil
+	isNumber := !isString && dec.Decode(&n) == nil
 	switch f.Type {
 	case String, Text:
 		switch {

@@ -1,2 +1,2 @@
 -- error 55000: cannot change field "ref" of model "invoice": the table holds rows, which a NOT NULL field without a default leaves without a value
--- hint: Add a default, or add the field nullable, fill it in, then alter_field with "nullable": false.
+-- hint: Add a default, or add the field nullable, fill it in, then alter_field with "nullable": false and a default.

@@ -1,0 +1,2 @@
+-- error 55000: cannot change field "customer_id" of model "invoice": the table holds rows, and NOT NULL without a default is refused on such tables
+-- hint: Fill in the NULLs, then alter_field with a default and "nullable": false.

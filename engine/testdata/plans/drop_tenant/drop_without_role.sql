@@ -1,0 +1,4 @@
+-- phase 1: transaction
+DROP SCHEMA "acme-corp" CASCADE;
+-- metadata: left alone
+-- tenant: unregister
