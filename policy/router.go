@@ -122,7 +122,7 @@ type Router struct {
 type routes struct {
 	registry  Registry
 	upstreams []*Target
-	admins    []string
+	rules     Rules
 }
 
 // NewRouter builds a Router from a validated config.
@@ -133,7 +133,7 @@ func NewRouter(cfg *Config) (*Router, error) {
 
 // Update replaces the router's upstreams, tenants and admins with cfg's.
 func (r *Router) Update(cfg *Config) error {
-	rt := &routes{registry: StaticRegistry{}, admins: cfg.Policy.Admins}
+	rt := &routes{registry: StaticRegistry{}, rules: cfg.Policy}
 	for _, u := range cfg.Upstreams {
 		t, err := parseUpstream(u)
 		if err != nil {
@@ -148,6 +148,9 @@ func (r *Router) Update(cfg *Config) error {
 	r.state.Store(rt)
 	return nil
 }
+
+// Rules returns the policy in force.
+func (r *Router) Rules() Rules { return r.state.Load().rules }
 
 // Upstreams lists the configured upstreams.
 func (r *Router) Upstreams() []*Target { return r.state.Load().upstreams }
@@ -164,7 +167,7 @@ func (r *Router) Route(ctx context.Context, req Request) (Route, error) {
 		if !errors.Is(err, ErrUnknownTenant) {
 			return route, err
 		}
-		if slices.Contains(rt.admins, req.User) {
+		if slices.Contains(rt.rules.Admins, req.User) {
 			for _, up := range rt.upstreams {
 				if up.Database == database {
 					return Route{Upstream: up, Database: database}, nil

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -36,18 +37,25 @@ type pollEnd struct {
 	rel     *pollRelay
 	maxBody int
 	sent    *atomic.Int64
-	p       int   // rd.buf[rd.r:p] is scanned and waiting to be written
-	bad     error // a bad header found by the scan, reported once p is written
-	blocked bool  // the peer's socket is full: wait for EPOLLOUT
+	p       int    // rd.buf[rd.r:p] is scanned and waiting to be written
+	bad     error  // a bad header found by the scan, reported once p is written
+	blocked bool   // the peer's socket is full: wait for EPOLLOUT
+	paused  bool   // reading stops while a migrate command is answered
+	extra   []byte // written to the peer before the buffer: an answer
 	events  uint32
 }
 
 // pollRelay is a session being relayed by a poller.
 type pollRelay struct {
+	ctx              context.Context
 	s                *session
 	client, upstream *pollEnd
 	done             chan error
 	ended            bool
+	// A migrate command taken off the wire: waiting for the upstream to
+	// answer what came before it, or being answered.
+	pending string
+	serving bool
 }
 
 func newPoller() (*poller, error) {
@@ -131,7 +139,7 @@ func (pl *poller) end(fd int) *pollEnd {
 // relay takes over the session's two connections and relays them until
 // the session ends, returning its cause. ok is false when a connection is
 // not a plain socket; nothing has changed then.
-func (pl *poller) relay(s *session) (cause error, ok bool) {
+func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) {
 	cfd, err := dupSocket(s.client)
 	if err != nil {
 		return nil, false
@@ -144,7 +152,7 @@ func (pl *poller) relay(s *session) (cause error, ok bool) {
 	s.client.Close()
 	s.upstream.Close()
 	m := s.srv.metrics
-	rel := &pollRelay{s: s, done: make(chan error, 1)}
+	rel := &pollRelay{ctx: ctx, s: s, done: make(chan error, 1)}
 	rel.client = &pollEnd{fd: cfd, rd: s.cl, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
 	rel.upstream = &pollEnd{fd: ufd, rd: s.up, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
 	rel.client.peer, rel.upstream.peer = rel.upstream, rel.client
@@ -211,7 +219,7 @@ func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 
 // readable reads what the descriptor has and forwards it.
 func (e *pollEnd) readable(events uint32) {
-	if e.blocked {
+	if e.blocked || e.paused {
 		if events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
 			e.rel.end(e, io.EOF)
 		}
@@ -246,6 +254,21 @@ func (e *pollEnd) forward() {
 // its socket is full.
 func (e *pollEnd) flush() {
 	rd := e.rd
+	for len(e.extra) > 0 {
+		n, err := rawIO(syscall.SYS_WRITE, e.peer.fd, e.extra)
+		if n > 0 {
+			e.extra = e.extra[n:]
+		}
+		switch {
+		case err == syscall.EAGAIN:
+			e.setBlocked(true)
+			return
+		case err == syscall.EINTR:
+		case err != nil:
+			e.rel.end(e, writeError{err})
+			return
+		}
+	}
 	for rd.r < e.p {
 		n, err := rawIO(syscall.SYS_WRITE, e.peer.fd, rd.buf[rd.r:e.p])
 		if n > 0 {
@@ -267,7 +290,15 @@ func (e *pollEnd) flush() {
 		e.rel.end(e, e.bad)
 		return
 	}
+	if rd.taken > 0 {
+		e.rel.take(rd.takeQuery())
+		return
+	}
 	rd.compact()
+	e.p = rd.r
+	if e.rel.pending != "" {
+		e.rel.serve()
+	}
 }
 
 // setBlocked records whether e waits for its peer's socket, and asks epoll
@@ -284,7 +315,7 @@ func (e *pollEnd) setBlocked(b bool) {
 
 func (e *pollEnd) watch() {
 	var want uint32
-	if !e.blocked {
+	if !e.blocked && !e.paused {
 		want |= syscall.EPOLLIN
 	}
 	if e.peer.blocked {
@@ -295,6 +326,49 @@ func (e *pollEnd) watch() {
 		ev := syscall.EpollEvent{Events: want, Fd: int32(e.fd)}
 		syscall.EpollCtl(e.rel.s.srv.poller.epfd, syscall.EPOLL_CTL_MOD, e.fd, &ev)
 	}
+}
+
+func (e *pollEnd) pause(p bool) {
+	e.paused = p
+	e.watch()
+}
+
+// take holds a migrate command from the client: the client is not read
+// until it is answered.
+func (rel *pollRelay) take(sql string) {
+	rel.pending = sql
+	rel.client.pause(true)
+	rel.serve()
+}
+
+// serve answers the pending command once the upstream owes nothing and all
+// that came before it has been written, on a goroutine of its own; the
+// upstream is not read meanwhile, so the answer keeps its place.
+func (rel *pollRelay) serve() {
+	if rel.serving || rel.s.track.owed.Load() > 0 || rel.client.blocked || rel.upstream.blocked {
+		return
+	}
+	rel.serving = true
+	rel.upstream.pause(true)
+	sql, pl := rel.pending, rel.s.srv.poller
+	go func() {
+		resp := rel.s.answer(rel.ctx, sql)
+		pl.post(func() { rel.served(resp) })
+	}()
+}
+
+// served writes the answer and goes back to relaying.
+func (rel *pollRelay) served(resp []byte) {
+	if rel.ended {
+		return
+	}
+	rel.pending, rel.serving = "", false
+	rel.upstream.extra = resp
+	rel.upstream.pause(false)
+	rel.upstream.flush()
+	rel.upstream.forward()
+	rel.client.pause(false)
+	rel.client.forward()
 }
 
 // end finishes the relay because of err on e's side: it deregisters and

@@ -24,6 +24,27 @@ type reader struct {
 	lastType byte
 	// terminated is set once a Terminate message has passed.
 	terminated atomic.Bool
+
+	// Interception. track, shared by a session's two readers, counts
+	// what the upstream still owes. On the client's reader, take reports
+	// whether a Query's SQL text is a command the proxy answers itself;
+	// the scan then stops before that Query, with taken set to its
+	// length. need is the length of a Query the scan waits to see whole.
+	track      *tracker
+	fromClient bool
+	take       func(sql []byte) bool
+	taken      int
+	need       int
+	// onTake answers a taken Query when the pumps relay.
+	onTake func(sql string) error
+}
+
+// tracker follows a session's exchanges: requests that end in
+// ReadyForQuery (Query, Sync, FunctionCall) forwarded upstream and not yet
+// answered, and the transaction status of the last ReadyForQuery.
+type tracker struct {
+	owed   atomic.Int32
+	status atomic.Uint32
 }
 
 func newReader(conn io.Reader, size int) *reader {
@@ -135,6 +156,12 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 		if badHeader != nil {
 			return badHeader
 		}
+		if rd.taken > 0 {
+			if err := rd.onTake(rd.takeQuery()); err != nil {
+				return err
+			}
+			continue
+		}
 		rd.compact()
 		m, err := rd.conn.Read(rd.buf[rd.w:])
 		rd.w += m
@@ -145,14 +172,20 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 }
 
 // compact makes room to read into once everything scanned has been
-// written: only a partial header can remain, and it moves to the front
-// when the buffer is full.
+// written: only a partial header, or a Query being waited for, can remain;
+// it moves to the front when the buffer is full or too short for the
+// Query, and the buffer grows for a Query larger than it.
 func (rd *reader) compact() {
 	if rd.r == rd.w {
 		rd.r, rd.w = 0, 0
-	} else if rd.w == len(rd.buf) {
+	} else if rd.w == len(rd.buf) || rd.r+rd.need > len(rd.buf) {
 		rd.w = copy(rd.buf, rd.buf[rd.r:rd.w])
 		rd.r = 0
+	}
+	if rd.need > len(rd.buf) {
+		buf := make([]byte, rd.need)
+		copy(buf, rd.buf[:rd.w])
+		rd.buf = buf
 	}
 }
 
@@ -161,6 +194,7 @@ func (rd *reader) compact() {
 // before a partial header, or at a header with a bad length, returning its
 // error.
 func (rd *reader) scan(maxBody int) (int, error) {
+	rd.need = 0
 	p := rd.r
 	for p < rd.w {
 		if rd.left > 0 {
@@ -176,6 +210,9 @@ func (rd *reader) scan(maxBody int) (int, error) {
 		if err != nil {
 			return p, err
 		}
+		if rd.track != nil && rd.observe(p, n) {
+			return p, nil
+		}
 		rd.lastType = rd.buf[p]
 		if rd.lastType == 'X' {
 			rd.terminated.Store(true)
@@ -184,6 +221,48 @@ func (rd *reader) scan(maxBody int) (int, error) {
 		rd.left = n
 	}
 	return p, nil
+}
+
+// observe keeps the tracker up to date with the message whose header is
+// at p, and reports whether the scan must stop before it: a Query not yet
+// whole, or one the proxy takes.
+func (rd *reader) observe(p, n int) bool {
+	typ := rd.buf[p]
+	if !rd.fromClient {
+		if typ == 'Z' {
+			rd.track.owed.Add(-1)
+			if p+5 < rd.w {
+				rd.track.status.Store(uint32(rd.buf[p+5]))
+			}
+		}
+		return false
+	}
+	switch typ {
+	case 'Q':
+		if rd.take != nil {
+			if p+5+n > rd.w {
+				rd.need = 5 + n
+				return true
+			}
+			if rd.take(rd.buf[p+5 : p+4+n]) {
+				rd.taken = 5 + n
+				return true
+			}
+		}
+		rd.track.owed.Add(1)
+	case 'S', 'F':
+		rd.track.owed.Add(1)
+	}
+	return false
+}
+
+// takeQuery returns the SQL text of the Query the scan stopped before and
+// moves past it.
+func (rd *reader) takeQuery() string {
+	sql := string(rd.buf[rd.r+5 : rd.r+rd.taken-1])
+	rd.r += rd.taken
+	rd.taken = 0
+	return sql
 }
 
 // protocolError is a malformed message from a peer.

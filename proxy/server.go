@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
 
@@ -35,6 +36,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, when set, is updated as the server works.
 	Metrics *Metrics
+	// Migrator, when set, answers the migrate commands that clients send
+	// as simple queries; without it every byte passes through.
+	Migrator Migrator
+}
+
+// Migrator answers the commands the proxy takes off the wire.
+type Migrator interface {
+	// Take reports whether a Query's SQL text is a command to answer. It
+	// runs on the relay's hot path for every Query, so for ordinary
+	// queries it must be cheap and must not allocate.
+	Take(sql []byte) bool
+	// Query runs the command in sql for the session and returns the
+	// messages that answer it, ReadyForQuery excepted.
+	Query(ctx context.Context, sess intercept.Session, sql string) []byte
 }
 
 // Server serves PostgreSQL clients. Create it with New.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
 
@@ -47,9 +49,14 @@ type session struct {
 	upstream    net.Conn
 	up          *reader
 	route       policy.Route
+	user        string
 	key         pgproto3.BackendKeyData
 	upstreamKey pgproto3.BackendKeyData
-	out         []byte // messages for the client not yet written
+	track       tracker
+	// clientMu serialises writes to the client when the pumps relay and
+	// migrate commands are answered.
+	clientMu sync.Mutex
+	out      []byte // messages for the client not yet written
 
 	mu       sync.Mutex
 	relaying bool
@@ -69,7 +76,7 @@ func (s *session) serve(ctx context.Context) {
 		s.client.SetDeadline(time.Time{})
 		s.upstream.SetDeadline(time.Time{})
 		s.log.Info("connection opened")
-		err = s.relay()
+		err = s.relay(ctx)
 		attrs := []any{keyDuration, time.Since(s.started).Milliseconds()}
 		if err != nil {
 			attrs = append(attrs, keyError, err.Error())
@@ -156,6 +163,7 @@ func (s *session) startup(ctx context.Context, deadline time.Time) error {
 	if user == "" {
 		return errNoUser
 	}
+	s.user = user
 	if s.srv.overLimit() {
 		return errTooMany
 	}
@@ -340,6 +348,7 @@ func (s *session) authenticate() error {
 			key := s.srv.keys.register(s)
 			s.send(&key)
 		case 'Z':
+			s.track.status.Store(uint32(msg[5]))
 			s.out = append(s.out, msg...)
 			return s.flush()
 		case 'E':
@@ -415,7 +424,7 @@ func withoutChannelBinding(mechs []string) []string {
 
 // relay runs the two pumps until one side ends, then tells the client why
 // if the stream allows it.
-func (s *session) relay() error {
+func (s *session) relay(ctx context.Context) error {
 	s.mu.Lock()
 	s.relaying = true
 	killed := s.killed
@@ -423,21 +432,69 @@ func (s *session) relay() error {
 	if killed != nil {
 		return killed
 	}
+	if s.srv.cfg.Migrator != nil {
+		s.cl.track, s.up.track = &s.track, &s.track
+		s.cl.fromClient = true
+		s.cl.take = s.srv.cfg.Migrator.Take
+	}
 	if s.srv.poller != nil {
-		if cause, ok := s.srv.poller.relay(s); ok {
+		if cause, ok := s.srv.poller.relay(ctx, s); ok {
 			return cause
 		}
 	}
-	return s.relayPumps()
+	return s.relayPumps(ctx)
+}
+
+// answer runs a migrate command taken off the wire and returns the
+// response, ReadyForQuery included.
+func (s *session) answer(ctx context.Context, sql string) []byte {
+	status := byte(s.track.status.Load())
+	sess := intercept.Session{User: s.user, Route: s.route, InTransaction: status != 'I'}
+	out := s.srv.cfg.Migrator.Query(ctx, sess, sql)
+	out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
+	return out
+}
+
+// serveTaken answers a migrate command for the pumps, once the upstream
+// has answered everything sent before it.
+func (s *session) serveTaken(ctx context.Context, sql string) error {
+	for s.track.owed.Load() > 0 {
+		if err := s.killReason(); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	resp := s.answer(ctx, sql)
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	_, err := s.client.Write(resp)
+	return err
+}
+
+// lockedWriter writes under a mutex.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // relayPumps relays with a goroutine for each direction.
-func (s *session) relayPumps() error {
+func (s *session) relayPumps(ctx context.Context) error {
 	m := s.srv.metrics
+	var toClient io.Writer = s.client
+	if s.cl.take != nil {
+		s.cl.onTake = func(sql string) error { return s.serveTaken(ctx, sql) }
+		toClient = lockedWriter{&s.clientMu, s.client}
+	}
 	fromClient := make(chan error, 1)
 	fromUpstream := make(chan error, 1)
 	go func() { fromClient <- s.cl.relay(s.upstream, s.srv.cfg.MaxMessageSize, &m.BytesFromClients) }()
-	go func() { fromUpstream <- s.up.relay(s.client, maxUpstreamBody, &m.BytesFromUpstreams) }()
+	go func() { fromUpstream <- s.up.relay(toClient, maxUpstreamBody, &m.BytesFromUpstreams) }()
 	var clientErr, upstreamErr error
 	select {
 	case clientErr = <-fromClient:

@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgmigrate/pgmigrate-proxy/engine"
+	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 	"github.com/pgmigrate/pgmigrate-proxy/proxy"
 )
@@ -147,6 +150,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	migrator, closeEngines, err := newMigrator(ctx, cfg, router, log)
+	if err != nil {
+		return err
+	}
+	defer closeEngines()
 	metrics := &proxy.Metrics{}
 	srv := proxy.New(proxy.Config{
 		Router:         router,
@@ -156,6 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxClientConns: cfg.Limits.MaxClientConns,
 		Logger:         log,
 		Metrics:        metrics,
+		Migrator:       migrator,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -194,6 +203,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return nil
 		}
 	}
+}
+
+// newMigrator gives each upstream an engine on a pool of its DSN (the
+// owner's credentials; connections open on first use) and returns the
+// handler of migrate commands, and a function closing the pools.
+func newMigrator(ctx context.Context, cfg *policy.Config, router *policy.Router, log *slog.Logger) (*intercept.Handler, func(), error) {
+	opts := engine.Options{
+		LockTimeout:      cfg.Engine.LockTimeout,
+		StatementTimeout: cfg.Engine.StatementTimeout,
+		Retry:            engine.Retry{MaxAttempts: cfg.Engine.Retry.MaxAttempts, Delay: cfg.Engine.Retry.Delay, MaxDelay: cfg.Engine.Retry.MaxDelay},
+		Logger:           log,
+	}
+	h := &intercept.Handler{Engines: map[string]*engine.Engine{}, Rules: router.Rules}
+	var pools []*pgxpool.Pool
+	closeAll := func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+	for _, up := range cfg.Upstreams {
+		pool, err := pgxpool.New(ctx, up.DSN)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("upstream %q: %w", up.Name, err)
+		}
+		pools = append(pools, pool)
+		h.Engines[up.Name] = engine.New(pool, opts)
+	}
+	return h, closeAll, nil
 }
 
 // reload rereads the configuration and gives the router its new tenants and

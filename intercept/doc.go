@@ -1,0 +1,28 @@
+// Package intercept recognises migrate commands, CALL migrate.<proc>(...),
+// in the SQL text of the Query ('Q') and Parse ('P') messages a client
+// sends, and turns them into calls of the migration engine's operations.
+//
+// A message goes through three steps, the first one on every message of
+// the relay's hot path and the others only for migrate commands:
+//
+//  1. Maybe looks at the bytes of the text, without parsing or allocating,
+//     and says no to everything that cannot be a migrate command. A no means
+//     the message is passed on unchanged.
+//  2. Parse parses the text with PostgreSQL's own parser (pg_query) into a
+//     Command: the procedure, its arguments as written (literals, NULL or
+//     $n parameters, optionally cast, positional or named) and the
+//     traceparent of a sqlcommenter comment. It checks the arguments
+//     against the procedure's signature. Text that turns out to hold no
+//     migrate command gives ErrNotCommand and is passed on as well.
+//  3. Command.Bind binds the $n parameters (from a Bind message, or none
+//     for a simple Query) and checks the values, giving a Call: the
+//     arguments by name plus the org, dry_run and confirm options that
+//     every procedure takes.
+//
+// Parse and Bind report problems as *Error, which carries the SQLSTATE,
+// message, DETAIL and HINT of a PostgreSQL ErrorResponse: 42601 for a
+// malformed command, 42883 for an unknown procedure, 0A000 for a migrate
+// command sharing its query with other statements, 42P02 for a missing
+// parameter, 22004 for NULL where a value is required and 22P02 for a value
+// that is not the boolean or JSON it must be.
+package intercept

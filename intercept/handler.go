@@ -1,0 +1,160 @@
+package intercept
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pgmigrate/pgmigrate-proxy/engine"
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
+)
+
+// Handler runs migrate commands for client sessions: it parses and binds
+// the command, applies the policy, runs it on the engine of the session's
+// upstream and encodes the result as PostgreSQL messages.
+type Handler struct {
+	// Engines by upstream name.
+	Engines map[string]*engine.Engine
+	// Rules returns the policy in force (it changes on reload).
+	Rules func() policy.Rules
+	// TracerProvider makes the command spans; nil means the global one.
+	TracerProvider trace.TracerProvider
+}
+
+// Take reports whether sql is a migrate command for the handler: the cheap
+// check first, which is all that ordinary queries cost, then a parse to
+// tell a real command from text that only starts like one.
+func (h *Handler) Take(sql []byte) bool {
+	if !Maybe(sql) {
+		return false
+	}
+	_, err := Parse(string(sql))
+	return !errors.Is(err, ErrNotCommand)
+}
+
+// Query answers the simple Query sql: the messages up to ReadyForQuery,
+// which the caller adds. Every error becomes an ErrorResponse; the session
+// stays usable.
+func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
+	cmd, err := Parse(sql)
+	if err != nil {
+		return errorResponse(nil, err)
+	}
+	if tp := cmd.Traceparent; tp != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
+	}
+	tracerProvider := h.TracerProvider
+	if tracerProvider == nil {
+		tracerProvider = otel.GetTracerProvider()
+	}
+	ctx, span := tracerProvider.Tracer("github.com/pgmigrate/pgmigrate-proxy/intercept").Start(ctx, "CALL migrate."+cmd.Proc,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("db.operation.name", "CALL"), attribute.String("db.stored_procedure.name", "migrate."+cmd.Proc),
+			attribute.String("enduser.id", sess.User), attribute.String("pgmigrate.org", sess.Route.Org)))
+	defer span.End()
+	out, err := h.run(ctx, sess, cmd)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return errorResponse(out, err)
+	}
+	return out
+}
+
+func (h *Handler) run(ctx context.Context, sess Session, cmd *Command) ([]byte, error) {
+	if cmd.ParamCount() > 0 {
+		return nil, &Error{Code: "42P02", Msg: fmt.Sprintf("there is no parameter $%d", cmd.ParamCount())}
+	}
+	call, err := cmd.Bind(nil)
+	if err != nil {
+		return nil, err
+	}
+	org, err := h.authorize(ctx, sess, call)
+	if err != nil {
+		return nil, err
+	}
+	eng := h.Engines[sess.Route.Upstream.Name]
+	if eng == nil {
+		return nil, &Error{Code: "58000", Msg: fmt.Sprintf("no engine for upstream %q", sess.Route.Upstream.Name)}
+	}
+	return execute(ctx, eng, org, call)
+}
+
+// authorize applies the policy and returns the org the command is for.
+func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (string, error) {
+	if sess.InTransaction {
+		return "", &Error{Code: "25001", Msg: "migrate commands cannot run inside a transaction block",
+			HintText: "Run it outside BEGIN ... COMMIT: each command is a transaction of its own."}
+	}
+	rules := h.Rules()
+	tenantOp := call.Proc == "create_tenant" || call.Proc == "drop_tenant"
+	admin := sess.Route.Org == "" && slices.Contains(rules.Admins, sess.User)
+	if tenantOp && !admin {
+		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied for migrate.%s", call.Proc),
+			DetailText: "Tenants are created and dropped from an admin session on the upstream's database."}
+	}
+	org := call.Org
+	switch {
+	case tenantOp:
+		org = call.Args["org"]
+	case sess.Route.Org == "" && org == "":
+		return "", &Error{Code: "42601", Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
+	case sess.Route.Org == "":
+	case org != "" && org != sess.Route.Org:
+		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied: this session belongs to org %q, not %q", sess.Route.Org, org)}
+	default:
+		org = sess.Route.Org
+	}
+	if !call.Mutating() || call.DryRun {
+		return org, nil
+	}
+	if !migrator(rules.Migrators, sess.User) {
+		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied: user %q may not run migrate.%s", sess.User, call.Proc),
+			HintText: "The policy's migrators list says who may."}
+	}
+	if (call.Proc == "drop_field" || call.Proc == "drop_model") && !rules.AllowDrop {
+		return "", &Error{Code: "42501", Msg: fmt.Sprintf("migrate.%s is not allowed by policy (allow_drop: false)", call.Proc)}
+	}
+	return org, nil
+}
+
+// migrator reports whether the policy's migrators list names user.
+func migrator(list []string, user string) bool {
+	return slices.Contains(list, "*") || slices.Contains(list, user)
+}
+
+// errorResponse appends the ErrorResponse of err to out: the one place a
+// command's error becomes a message. PostgreSQL's own errors keep their
+// fields; the engine's and the handler's carry SQLSTATE, DETAIL and HINT.
+func errorResponse(out []byte, err error) []byte {
+	er := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "XX000", Message: err.Error()}
+	var pgErr *pgconn.PgError
+	var coded interface{ SQLState() string }
+	switch {
+	case errors.As(err, &pgErr):
+		er.Code, er.Message, er.Detail, er.Hint = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint
+	case errors.As(err, &coded):
+		er.Code = coded.SQLState()
+		var d interface{ Detail() string }
+		if errors.As(err, &d) {
+			er.Detail = d.Detail()
+		}
+		var h interface{ Hint() string }
+		if errors.As(err, &h) {
+			er.Hint = h.Hint()
+		}
+	}
+	er.Message = strings.TrimSpace(er.Message)
+	out, _ = er.Encode(out)
+	return out
+}

@@ -1,0 +1,188 @@
+package intercept
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want *Command
+	}{
+		{
+			`CALL migrate.add_field('invoice', '{"name":"amount","type":"Float"}'::jsonb)`,
+			&Command{Proc: "add_field", Args: []Arg{
+				{Value: "invoice"},
+				{Value: `{"name":"amount","type":"Float"}`, Type: "jsonb"},
+			}},
+		},
+		{
+			`call Migrate.ADD_FIELD(MODEL => 'invoice', "field" => jsonb '{}', dry_run => true, confirm => FALSE);`,
+			&Command{Proc: "add_field", Args: []Arg{
+				{Name: "model", Value: "invoice"},
+				{Name: "field", Value: "{}", Type: "jsonb"},
+				{Name: "dry_run", Value: "true"},
+				{Name: "confirm", Value: "false"},
+			}},
+		},
+		{
+			`CALL migrate.rename_field('a'::text, CAST('b' AS varchar), 'c'::pg_catalog.text, org => 1::int, dry_run => 't'::boolean)`,
+			&Command{Proc: "rename_field", Args: []Arg{
+				{Value: "a", Type: "text"},
+				{Value: "b", Type: "varchar"},
+				{Value: "c", Type: "text"},
+				{Name: "org", Value: "1", Type: "int4"},
+				{Name: "dry_run", Value: "t", Type: "bool"},
+			}},
+		},
+		{
+			`CALL migrate.create_model(-1, 2.5, 99999999999, org => '{"a":1}'::json)`,
+			&Command{Proc: "create_model", Args: []Arg{
+				{Value: "-1"},
+				{Value: "2.5"},
+				{Value: "99999999999"},
+				{Name: "org", Value: `{"a":1}`, Type: "json"},
+			}},
+		},
+		{
+			`CALL migrate.alter_field($2, $1::jsonb, dry_run => $3)`,
+			&Command{Proc: "alter_field", Args: []Arg{
+				{Kind: Param, Param: 2},
+				{Kind: Param, Param: 1, Type: "jsonb"},
+				{Name: "dry_run", Kind: Param, Param: 3},
+			}},
+		},
+		{
+			`CALL migrate.history(NULL::text)`,
+			&Command{Proc: "history", Args: []Arg{{Kind: Null, Type: "text"}}},
+		},
+		{
+			"/*action='add',traceparent='" + tp + "'*/ CALL migrate.verify()",
+			&Command{Proc: "verify", Traceparent: tp},
+		},
+		{
+			"CALL migrate.list_models() /*traceparent='00%2D4bf92f3577b34da6a3ce929d0e0e4736%2D00f067aa0ba902b7%2D01',tracestate='x%3Dy'*/",
+			&Command{Proc: "list_models", Traceparent: tp},
+		},
+		{
+			"-- traceparent='" + tp + "'\nCALL migrate.verify() /* traceparent='not-one' */ /* traceparent='00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01' */",
+			&Command{Proc: "verify"},
+		},
+		{
+			"CALL migrate.verify() /*traceparent='00-00000000000000000000000000000000-00f067aa0ba902b7-01'*/ /*traceparent='ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/",
+			&Command{Proc: "verify"},
+		},
+	}
+	for _, tt := range tests {
+		got, err := Parse(tt.sql)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.sql, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Parse(%q)\n got %+v\nwant %+v", tt.sql, got, tt.want)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		sql, code, msg string
+	}{
+		{"CALL migrate.add_field(", "42601", "syntax error at end of input"},
+		{"CALL migrate.", "42601", "syntax error at end of input"},
+		{"CALL migrate.nope()", "42883", "procedure migrate.nope does not exist"},
+		{"CALL migrate.verify(); SELECT 1", "0A000", "a migrate command must be alone in its query"},
+		{"SELECT 1; CALL migrate.verify()", "0A000", "a migrate command must be alone in its query"},
+		{"CALL migrate.describe(invoice)", "42601", "argument 1 of migrate.describe must be a literal or a $n parameter"},
+		{"CALL migrate.describe(model => lower('X'))", "42601", "argument 1 of migrate.describe must be a literal or a $n parameter"},
+		{"CALL migrate.history((SELECT 'x'))", "42601", "argument 1 of migrate.history must be a literal or a $n parameter"},
+		{"CALL migrate.describe('x'::text::jsonb)", "42601", "argument 1 of migrate.describe must be a literal or a $n parameter"},
+		{"CALL migrate.describe('x' || 'y')", "42601", "argument 1 of migrate.describe must be a literal or a $n parameter"},
+		{"CALL migrate.add_field('x', '2024-01-01'::date)", "42601", "argument 2 of migrate.add_field has a cast that is not allowed; cast only to jsonb, json, text, varchar, boolean or integer"},
+		{"CALL migrate.describe('x'::text[])", "42601", "argument 1 of migrate.describe has a cast that is not allowed; cast only to jsonb, json, text, varchar, boolean or integer"},
+		{"CALL migrate.describe('x'::varchar(3))", "42601", "argument 1 of migrate.describe has a cast that is not allowed; cast only to jsonb, json, text, varchar, boolean or integer"},
+		{"CALL migrate.describe(B'101')", "42601", "argument 1 of migrate.describe must be a string, number or boolean literal"},
+		{"CALL migrate.describe($0)", "42P02", "argument 1 of migrate.describe refers to $0; there is no such parameter"},
+		{"CALL migrate.describe(VARIADIC ARRAY['x'])", "42601", "migrate.describe takes a plain list of arguments"},
+		{"CALL migrate.describe(model => 'x', 'y')", "42601", "positional argument cannot follow named argument"},
+		{"CALL migrate.describe('x', 'y')", "42601", "too many arguments for migrate.describe"},
+		{"CALL migrate.describe('x', dry_run => true, colour => 'red')", "42601", `procedure migrate.describe has no argument "colour"`},
+		{"CALL migrate.describe('x', model => 'y')", "42601", `argument "model" of migrate.describe is given more than once`},
+		{"CALL migrate.verify(org => 'a', org => 'b')", "42601", `argument "org" of migrate.verify is given more than once`},
+		{"CALL migrate.add_field(field => '{}')", "42601", `missing argument "model" of migrate.add_field`},
+		{"CALL migrate.create_tenant(upstream => 'main')", "42601", `missing argument "org" of migrate.create_tenant`},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.sql)
+		checkError(t, "Parse("+tt.sql+")", err, tt.code, tt.msg)
+	}
+}
+
+func TestParseHints(t *testing.T) {
+	_, err := Parse("CALL migrate.nope()")
+	if want := "The migrate procedures are add_field, alter_field, create_model, create_tenant, describe, drop_field, drop_model, drop_tenant, history, list_models, rename_field, verify."; hint(err) != want {
+		t.Errorf("hint %q, want %q", hint(err), want)
+	}
+	_, err = Parse("CALL migrate.create_model()")
+	if want := "Call it as migrate.create_model(model, fields[, options]), with org, dry_run and confirm by name."; hint(err) != want {
+		t.Errorf("hint %q, want %q", hint(err), want)
+	}
+	_, err = Parse("CALL migrate.history(1, 2)")
+	if want := "Call it as migrate.history([model]), with org, dry_run and confirm by name."; hint(err) != want {
+		t.Errorf("hint %q, want %q", hint(err), want)
+	}
+	_, err = Parse("CALL migrate.drop_tenant()")
+	if want := "Call it as migrate.drop_tenant(org), with dry_run and confirm by name."; hint(err) != want {
+		t.Errorf("hint %q, want %q", hint(err), want)
+	}
+}
+
+func hint(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		return ""
+	}
+	return e.Hint()
+}
+
+func TestParseNotCommand(t *testing.T) {
+	for _, sql := range []string{
+		"",
+		"-- nothing",
+		"SELECT 1",
+		"CALL migrate.x.y()",
+		`CALL U&"other".x()`,
+		"CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; CALL migrate.verify(); END",
+	} {
+		if _, err := Parse(sql); err != ErrNotCommand {
+			t.Errorf("Parse(%q): %v, want ErrNotCommand", sql, err)
+		}
+	}
+}
+
+func TestParamCount(t *testing.T) {
+	c, err := Parse("CALL migrate.rename_field($3, $1, 'x', dry_run => $2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.ParamCount(); n != 3 {
+		t.Errorf("ParamCount() = %d, want 3", n)
+	}
+}
+
+// checkError checks that err is an *Error with that SQLSTATE and message.
+func checkError(t *testing.T, what string, err error, code, msg string) {
+	t.Helper()
+	var e *Error
+	switch {
+	case !errors.As(err, &e):
+		t.Errorf("%s: error %v, want an *Error", what, err)
+	case e.SQLState() != code || e.Error() != msg:
+		t.Errorf("%s: error %s %q, want %s %q", what, e.SQLState(), e.Error(), code, msg)
+	}
+}

@@ -1,0 +1,136 @@
+package intercept
+
+import (
+	"strings"
+	"testing"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+var maybeTests = []struct {
+	sql  string
+	want bool
+}{
+	{"CALL migrate.add_field('invoice', '{\"name\":\"amount\",\"type\":\"Float\"}')", true},
+	{"call MIGRATE.x()", true},
+	{"  /* c */ -- c\n CALL /*x*/ \"migrate\" . add_field()", true},
+	{`CALL"migrate".x()`, true},
+	{"/* outer /* inner */ still outer */CALL migrate.x()", true},
+	{"\t\r\n\f\vCaLl\tmigrate\n.x()", true},
+	{"CALL--c\nmigrate--c\n.x()", true},
+	{"CALL migrate/**/.x()", true},
+	{";; CALL migrate.x()", true},
+	{"SELECT 1; CALL migrate.x()", true},
+	{"SELECT ';', \";\", $$;$$, $a$;$a$ ; CALL migrate.x()", true},
+	{`SELECT E'\';'; CALL migrate.x()`, true},
+	{"SELECT 'a'\n'b'; CALL migrate.x()", true},
+	{"SELECT 1 /* ; */; CALL migrate.x()", true},
+	{"SELECT $0A$$;CALL migrate.x()", true}, // $0, then the alias A$$
+	{`CALL U&"mi\0067rate".x()`, true},
+
+	{"", false},
+	{"CALL", false},
+	{"CALL migrate", false},
+	{"CALL migrate.", true}, // a syntax error for Parse to report
+	{"SELECT 'CALL migrate.add_field(...)'", false},
+	{"/* CALL migrate.add_field() */ SELECT 1", false},
+	{"-- CALL migrate.x()\nSELECT 1", false},
+	{"/* unterminated CALL migrate.x()", false},
+	{"CALL other.proc()", false},
+	{"CALL migrate_x.y()", false},
+	{"CALL migratex.y()", false},
+	{"CALL migrate$.x()", false},
+	{"CALL migrateé.x()", false},
+	{`CALL "Migrate".x()`, false},
+	{`CALL "migrate"".x"()`, false},
+	{"CALLmigrate.x()", false},
+	{"CALL add_field()", false},
+	{"EXPLAIN CALL migrate.x()", false},
+	{"SELECT 'x;CALL migrate.x()'", false},
+	{"SELECT $q$; CALL migrate.x()$q$", false},
+	{`SELECT "a;CALL migrate.x()"`, false},
+	{`SELECT E'\'; CALL migrate.x()'`, false},
+	{"SELECT E'a'\n'\\'; CALL migrate.x()'", false},
+	{"SELECT 1 -- ; CALL migrate.x()", false},
+	{"SELECT * FROM migrate.models", false},
+}
+
+func TestMaybe(t *testing.T) {
+	for _, tt := range maybeTests {
+		if got := Maybe([]byte(tt.sql)); got != tt.want {
+			t.Errorf("Maybe(%q) = %v, want %v", tt.sql, got, tt.want)
+		}
+		if !tt.want && callsMigrateProc(tt.sql) {
+			t.Errorf("pg_query finds a migrate CALL in %q", tt.sql)
+		}
+	}
+}
+
+// callsMigrateProc reports whether pg_query parses sql into statements of
+// which one is a CALL of a procedure migrate.<proc>.
+func callsMigrateProc(sql string) bool {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return false
+	}
+	for _, raw := range tree.Stmts {
+		if migrateCall(raw.Stmt) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func FuzzMaybe(f *testing.F) {
+	for _, tt := range maybeTests {
+		f.Add(tt.sql)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		// A migrate command after the text probes how Maybe finds the
+		// statements' ends in all the text the fuzzer makes.
+		for _, s := range []string{sql, sql + "\n;CALL migrate.x()"} {
+			if !Maybe([]byte(s)) && callsMigrateProc(s) {
+				t.Errorf("Maybe(%q) = false, but it is a migrate CALL", s)
+			}
+		}
+	})
+}
+
+// ordinaryQueries are what the proxy relays all day.
+var ordinaryQueries = []string{
+	"SELECT i.id, i.number, c.name, sum(l.amount) AS total FROM invoice i JOIN customer c ON c.id = i.customer_id " +
+		"LEFT JOIN invoice_line l ON l.invoice_id = i.id WHERE i.created_at > $1 GROUP BY i.id, c.name ORDER BY i.id LIMIT 50",
+	"INSERT INTO invoice (customer_id, number, amount, note) VALUES ($1, $2, $3, 'paid; thanks') RETURNING id, created_at",
+	"UPDATE invoice SET amount = amount * 1.2, updated_at = now() WHERE id = $1 AND status <> 'void'",
+	"DELETE FROM session WHERE expires_at < now()",
+	"BEGIN",
+	"COMMIT;",
+	"-- from the pool\nSET application_name = 'billing'",
+	"select 1",
+	"/* controller='invoices',action='index',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' */ " +
+		"SELECT invoice.* FROM invoice WHERE invoice.customer_id IN (" + strings.Repeat("$1, ", 200) + "$2) ORDER BY invoice.id",
+	"WITH recent AS (SELECT * FROM event WHERE at > now() - interval '1 day') SELECT kind, count(*) FROM recent GROUP BY kind",
+}
+
+func TestMaybeAllocs(t *testing.T) {
+	queries := append(ordinaryQueries, "SELECT 1; CALL migrate.add_field('invoice', '{}')")
+	for _, q := range queries {
+		sql := []byte(q)
+		if n := testing.AllocsPerRun(10, func() { Maybe(sql) }); n != 0 {
+			t.Errorf("Maybe(%.40q...) allocates %v times", q, n)
+		}
+	}
+}
+
+func BenchmarkMaybe(b *testing.B) {
+	queries := make([][]byte, len(ordinaryQueries))
+	for i, q := range ordinaryQueries {
+		queries[i] = []byte(q)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if Maybe(queries[i%len(queries)]) {
+			b.Fatal("an ordinary query taken for a migrate command")
+		}
+	}
+}

@@ -1,0 +1,13 @@
+package intercept
+
+import "github.com/pgmigrate/pgmigrate-proxy/policy"
+
+// Session is what the handler knows of the client session that sent a
+// command.
+type Session struct {
+	User  string
+	Route policy.Route
+	// InTransaction is true inside a transaction block, as the last
+	// ReadyForQuery said.
+	InTransaction bool
+}
