@@ -2,8 +2,10 @@ package intercept
 
 import (
 	"context"
+	"encoding/binary"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -11,41 +13,75 @@ import (
 	"github.com/pgmigrate/pgmigrate-proxy/engine"
 )
 
-// execute runs a bound call on the engine and encodes its rows.
-func execute(ctx context.Context, eng *engine.Engine, org string, call *Call) ([]byte, error) {
+// column is a result column: its name and type.
+type column struct {
+	name string
+	oid  uint32
+}
+
+// The result columns of each procedure; every mutating one returns
+// resultColumns.
+var (
+	resultColumns = []column{
+		{"status", pgtype.TextOID}, {"org", pgtype.TextOID}, {"model", pgtype.TextOID}, {"field", pgtype.TextOID},
+		{"statements", pgtype.TextOID}, {"attempts", pgtype.Int4OID}, {"duration_ms", pgtype.Int8OID},
+	}
+	readColumns = map[string][]column{
+		"describe": {
+			{"field", pgtype.TextOID}, {"type", pgtype.TextOID}, {"nullable", pgtype.BoolOID}, {"unique", pgtype.BoolOID},
+			{"default", pgtype.TextOID}, {"references", pgtype.TextOID}, {"primary_key", pgtype.BoolOID},
+		},
+		"list_models": {{"model", pgtype.TextOID}},
+		"history": {
+			{"id", pgtype.Int8OID}, {"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"operation", pgtype.TextOID},
+			{"statements", pgtype.TextOID}, {"attempts", pgtype.Int4OID}, {"duration_ms", pgtype.Int8OID},
+			{"applied_by", pgtype.TextOID}, {"applied_at", pgtype.TimestamptzOID},
+		},
+		"verify": {{"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"kind", pgtype.TextOID}, {"detail", pgtype.TextOID}},
+	}
+)
+
+// columnsOf returns the result columns of a procedure.
+func columnsOf(proc string) []column {
+	if cols, ok := readColumns[proc]; ok {
+		return cols
+	}
+	return resultColumns
+}
+
+// execute runs a bound call on the engine and returns its rows.
+func execute(ctx context.Context, eng *engine.Engine, org string, call *Call) (*resultSet, error) {
+	rs := &resultSet{cols: columnsOf(call.Proc)}
 	switch call.Proc {
 	case "describe":
 		m, err := eng.Describe(ctx, org, call.Args["model"])
 		if err != nil {
 			return nil, err
 		}
-		return describeRows(m), nil
+		for _, f := range m.Fields {
+			rs.add(f.Name, f.ColumnType(), boolText(f.IsNullable()), boolText(f.Unique), defaultText(f), referenceText(f.References), boolText(f.PrimaryKey))
+		}
+		return rs, nil
 	case "list_models":
 		models, err := eng.ListModels(ctx, org)
-		if err != nil {
-			return nil, err
-		}
-		rs := resultSet{cols: []column{{"model", pgtype.TextOID}}}
 		for _, m := range models {
 			rs.add(m)
 		}
-		return rs.encode(), nil
+		return rs, err
 	case "history":
 		entries, err := eng.History(ctx, org, call.Args["model"])
-		if err != nil {
-			return nil, err
+		for _, h := range entries {
+			rs.add(strconv.FormatInt(h.ID, 10), h.Model, h.Field, h.Operation, strings.Join(h.Statements, ";\n"),
+				strconv.Itoa(h.Attempts), strconv.FormatInt(h.Duration.Milliseconds(), 10), h.AppliedBy,
+				h.AppliedAt.UTC().Format(timestampText))
 		}
-		return historyRows(entries), nil
+		return rs, err
 	case "verify":
 		drifts, err := eng.Verify(ctx, org)
-		if err != nil {
-			return nil, err
-		}
-		rs := resultSet{cols: []column{{"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"kind", pgtype.TextOID}, {"detail", pgtype.TextOID}}}
 		for _, d := range drifts {
 			rs.add(d.Model, d.Field, d.Kind, d.Detail)
 		}
-		return rs.encode(), nil
+		return rs, err
 	}
 	op, err := operation(call)
 	if err != nil {
@@ -59,13 +95,9 @@ func execute(ctx context.Context, eng *engine.Engine, org string, call *Call) ([
 	if err != nil {
 		return nil, err
 	}
-	rs := resultSet{cols: []column{
-		{"status", pgtype.TextOID}, {"org", pgtype.TextOID}, {"model", pgtype.TextOID}, {"field", pgtype.TextOID},
-		{"statements", pgtype.TextOID}, {"attempts", pgtype.Int4OID}, {"duration_ms", pgtype.Int8OID},
-	}}
 	rs.add(string(res.Status), res.Org, res.Model, res.Field, strings.Join(res.Statements, ";\n"),
 		strconv.Itoa(res.Attempts), strconv.FormatInt(res.Duration.Milliseconds(), 10))
-	return rs.encode(), nil
+	return rs, nil
 }
 
 // operation builds the engine operation of a mutating call.
@@ -95,95 +127,124 @@ func operation(call *Call) (engine.Operation, error) {
 	return nil, &Error{Code: "42883", Msg: "procedure migrate." + call.Proc + " does not exist"}
 }
 
-func describeRows(m *engine.Model) []byte {
-	rs := resultSet{cols: []column{
-		{"field", pgtype.TextOID}, {"type", pgtype.TextOID}, {"nullable", pgtype.BoolOID}, {"unique", pgtype.BoolOID},
-		{"default", pgtype.TextOID}, {"references", pgtype.TextOID}, {"primary_key", pgtype.BoolOID},
-	}}
-	for _, f := range m.Fields {
-		var def, ref *string
-		if f.HasDefault() {
-			d, _ := f.DefaultSQL()
-			def = &d
-		}
-		if r := f.References; r != nil {
-			s := r.Table + "(" + r.Column + ")"
-			if r.Schema != "" {
-				s = r.Schema + "." + s
-			}
-			if r.OnDelete != "" {
-				s += " ON DELETE " + r.OnDelete
-			}
-			ref = &s
-		}
-		rs.addNullable(ptr(f.Name), ptr(f.ColumnType()), ptr(boolText(f.IsNullable())), ptr(boolText(f.Unique)), def, ref, ptr(boolText(f.PrimaryKey)))
+func defaultText(f engine.FieldSpec) any {
+	if !f.HasDefault() {
+		return nil
 	}
-	return rs.encode()
+	d, _ := f.DefaultSQL()
+	return d
 }
 
-func historyRows(entries []engine.HistoryEntry) []byte {
-	rs := resultSet{cols: []column{
-		{"id", pgtype.Int8OID}, {"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"operation", pgtype.TextOID},
-		{"statements", pgtype.TextOID}, {"attempts", pgtype.Int4OID}, {"duration_ms", pgtype.Int8OID},
-		{"applied_by", pgtype.TextOID}, {"applied_at", pgtype.TimestamptzOID},
-	}}
-	for _, h := range entries {
-		rs.add(strconv.FormatInt(h.ID, 10), h.Model, h.Field, h.Operation, strings.Join(h.Statements, ";\n"),
-			strconv.Itoa(h.Attempts), strconv.FormatInt(h.Duration.Milliseconds(), 10), h.AppliedBy,
-			h.AppliedAt.UTC().Format("2006-01-02 15:04:05.999999Z07"))
+func referenceText(r *engine.Reference) any {
+	if r == nil {
+		return nil
 	}
-	return rs.encode()
-}
-
-// column is a result column: name and type OID (values go as text).
-type column struct {
-	name string
-	oid  uint32
-}
-
-// resultSet collects rows of text values (nil is NULL).
-type resultSet struct {
-	cols []column
-	rows [][][]byte
-}
-
-func (rs *resultSet) add(values ...string) {
-	row := make([][]byte, len(values))
-	for i, v := range values {
-		row[i] = []byte(v)
+	s := r.Table + "(" + r.Column + ")"
+	if r.Schema != "" {
+		s = r.Schema + "." + s
 	}
-	rs.rows = append(rs.rows, row)
-}
-
-func (rs *resultSet) addNullable(values ...*string) {
-	row := make([][]byte, len(values))
-	for i, v := range values {
-		if v != nil {
-			row[i] = []byte(*v)
-		}
+	if r.OnDelete != "" {
+		s += " ON DELETE " + r.OnDelete
 	}
-	rs.rows = append(rs.rows, row)
+	return s
 }
-
-// encode renders RowDescription, the DataRows and CommandComplete CALL.
-func (rs *resultSet) encode() []byte {
-	desc := &pgproto3.RowDescription{}
-	for _, c := range rs.cols {
-		desc.Fields = append(desc.Fields, pgproto3.FieldDescription{Name: []byte(c.name), DataTypeOID: c.oid, DataTypeSize: -1, TypeModifier: -1})
-	}
-	out, _ := desc.Encode(nil)
-	for _, row := range rs.rows {
-		out, _ = (&pgproto3.DataRow{Values: row}).Encode(out)
-	}
-	out, _ = (&pgproto3.CommandComplete{CommandTag: []byte("CALL")}).Encode(out)
-	return out
-}
-
-func ptr(s string) *string { return &s }
 
 func boolText(b bool) string {
 	if b {
 		return "t"
 	}
 	return "f"
+}
+
+// timestampText is how applied_at is written in text format.
+const timestampText = "2006-01-02 15:04:05.999999Z07"
+
+// resultSet is rows of values in text form (nil is NULL).
+type resultSet struct {
+	cols []column
+	rows [][]*string
+}
+
+// add appends a row; each value is a string, a *string, or nil for NULL.
+func (rs *resultSet) add(values ...any) {
+	row := make([]*string, len(values))
+	for i, v := range values {
+		switch v := v.(type) {
+		case string:
+			row[i] = &v
+		case *string:
+			row[i] = v
+		}
+	}
+	rs.rows = append(rs.rows, row)
+}
+
+// description is the RowDescription for the result formats asked (as in
+// Bind: none means text, one applies to all).
+func (rs *resultSet) description(formats []int16) *pgproto3.RowDescription {
+	desc := &pgproto3.RowDescription{}
+	for i, c := range rs.cols {
+		desc.Fields = append(desc.Fields, pgproto3.FieldDescription{
+			Name: []byte(c.name), DataTypeOID: c.oid, DataTypeSize: -1, TypeModifier: -1, Format: formatOf(formats, i),
+		})
+	}
+	return desc
+}
+
+// encode renders the rows (after a RowDescription if describe) and
+// CommandComplete CALL, each column in the format asked.
+func (rs *resultSet) encode(formats []int16, describe bool) []byte {
+	var out []byte
+	if describe {
+		out, _ = rs.description(formats).Encode(out)
+	}
+	for _, row := range rs.rows {
+		values := make([][]byte, len(row))
+		for i, v := range row {
+			if v != nil {
+				values[i] = encodeValue(rs.cols[i].oid, *v, formatOf(formats, i))
+			}
+		}
+		out, _ = (&pgproto3.DataRow{Values: values}).Encode(out)
+	}
+	out, _ = (&pgproto3.CommandComplete{CommandTag: []byte("CALL")}).Encode(out)
+	return out
+}
+
+func formatOf(formats []int16, i int) int16 {
+	switch len(formats) {
+	case 0:
+		return pgtype.TextFormatCode
+	case 1:
+		return formats[0]
+	}
+	if i < len(formats) {
+		return formats[i]
+	}
+	return pgtype.TextFormatCode
+}
+
+// encodeValue renders a text value in the wire format asked.
+func encodeValue(oid uint32, text string, format int16) []byte {
+	if format != pgtype.BinaryFormatCode {
+		return []byte(text)
+	}
+	switch oid {
+	case pgtype.Int4OID:
+		n, _ := strconv.ParseInt(text, 10, 32)
+		return binary.BigEndian.AppendUint32(nil, uint32(n))
+	case pgtype.Int8OID:
+		n, _ := strconv.ParseInt(text, 10, 64)
+		return binary.BigEndian.AppendUint64(nil, uint64(n))
+	case pgtype.BoolOID:
+		if text == "t" {
+			return []byte{1}
+		}
+		return []byte{0}
+	case pgtype.TimestamptzOID:
+		t, _ := time.Parse(timestampText, text)
+		epoch := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		return binary.BigEndian.AppendUint64(nil, uint64(t.Sub(epoch).Microseconds()))
+	}
+	return []byte(text)
 }

@@ -50,6 +50,23 @@ func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
 	if err != nil {
 		return errorResponse(nil, err)
 	}
+	if cmd.ParamCount() > 0 {
+		return errorResponse(nil, &Error{Code: "42P02", Msg: fmt.Sprintf("there is no parameter $%d", cmd.ParamCount())})
+	}
+	call, err := cmd.Bind(nil)
+	if err != nil {
+		return errorResponse(nil, err)
+	}
+	rs, err := h.call(ctx, sess, cmd, call)
+	if err != nil {
+		return errorResponse(nil, err)
+	}
+	return rs.encode(nil, true)
+}
+
+// call runs a bound command in its span (parented by the command's
+// sqlcommenter traceparent, if any) and returns its rows.
+func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Call) (*resultSet, error) {
 	if tp := cmd.Traceparent; tp != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
 	}
@@ -62,23 +79,15 @@ func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
 		trace.WithAttributes(attribute.String("db.operation.name", "CALL"), attribute.String("db.stored_procedure.name", "migrate."+cmd.Proc),
 			attribute.String("enduser.id", sess.User), attribute.String("pgmigrate.org", sess.Route.Org)))
 	defer span.End()
-	out, err := h.run(ctx, sess, cmd)
+	rs, err := h.run(ctx, sess, call)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
-		return errorResponse(out, err)
 	}
-	return out
+	return rs, err
 }
 
-func (h *Handler) run(ctx context.Context, sess Session, cmd *Command) ([]byte, error) {
-	if cmd.ParamCount() > 0 {
-		return nil, &Error{Code: "42P02", Msg: fmt.Sprintf("there is no parameter $%d", cmd.ParamCount())}
-	}
-	call, err := cmd.Bind(nil)
-	if err != nil {
-		return nil, err
-	}
+func (h *Handler) run(ctx context.Context, sess Session, call *Call) (*resultSet, error) {
 	org, err := h.authorize(ctx, sess, call)
 	if err != nil {
 		return nil, err

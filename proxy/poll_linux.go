@@ -54,8 +54,9 @@ type pollRelay struct {
 	ended            bool
 	// A migrate command taken off the wire: waiting for the upstream to
 	// answer what came before it, or being answered.
-	pending string
+	pending [][]byte
 	serving bool
+	flushed bool // a Flush went upstream for the pending batch
 }
 
 func newPoller() (*poller, error) {
@@ -290,13 +291,17 @@ func (e *pollEnd) flush() {
 		e.rel.end(e, e.bad)
 		return
 	}
-	if rd.taken > 0 {
-		e.rel.take(rd.takeQuery())
+	if rd.stopped() {
+		if batch := rd.takeMessage(); batch != nil {
+			e.rel.take(batch)
+			return
+		}
+		e.forward()
 		return
 	}
 	rd.compact()
 	e.p = rd.r
-	if e.rel.pending != "" {
+	if e.rel.pending != nil {
 		e.rel.serve()
 	}
 }
@@ -335,8 +340,8 @@ func (e *pollEnd) pause(p bool) {
 
 // take holds a migrate command from the client: the client is not read
 // until it is answered.
-func (rel *pollRelay) take(sql string) {
-	rel.pending = sql
+func (rel *pollRelay) take(batch [][]byte) {
+	rel.pending = batch
 	rel.client.pause(true)
 	rel.serve()
 }
@@ -345,14 +350,22 @@ func (rel *pollRelay) take(sql string) {
 // that came before it has been written, on a goroutine of its own; the
 // upstream is not read meanwhile, so the answer keeps its place.
 func (rel *pollRelay) serve() {
-	if rel.serving || rel.s.track.owed.Load() > 0 || rel.client.blocked || rel.upstream.blocked {
+	if rel.serving || rel.client.blocked || rel.upstream.blocked {
+		return
+	}
+	if t := &rel.s.track; t.owed.Load() > 0 || t.ext.Load() > 0 {
+		if t.ext.Load() > 0 && !rel.flushed {
+			rel.flushed = true
+			rel.client.extra = flushMessage
+			rel.client.flush()
+		}
 		return
 	}
 	rel.serving = true
 	rel.upstream.pause(true)
-	sql, pl := rel.pending, rel.s.srv.poller
+	batch, pl := rel.pending, rel.s.srv.poller
 	go func() {
-		resp := rel.s.answer(rel.ctx, sql)
+		resp := rel.s.answer(rel.ctx, batch)
 		pl.post(func() { rel.served(resp) })
 	}()
 }
@@ -362,7 +375,7 @@ func (rel *pollRelay) served(resp []byte) {
 	if rel.ended {
 		return
 	}
-	rel.pending, rel.serving = "", false
+	rel.pending, rel.serving, rel.flushed = nil, false, false
 	rel.upstream.extra = resp
 	rel.upstream.pause(false)
 	rel.upstream.flush()

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"sync/atomic"
+
+	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 )
 
 // The startup packet limit is PostgreSQL's own.
@@ -27,25 +30,38 @@ type reader struct {
 
 	// Interception. track, shared by a session's two readers, counts
 	// what the upstream still owes. On the client's reader, take reports
-	// whether a Query's SQL text is a command the proxy answers itself;
-	// the scan then stops before that Query, with taken set to its
-	// length. need is the length of a Query the scan waits to see whole.
+	// whether a Query's or Parse's SQL text is a command the proxy answers
+	// itself, and conv follows the extended protocol's migrate statements.
+	// The scan stops before a message the proxy takes, with taken set to
+	// its length, and before a message that must wait for the taken ones
+	// (batch) to be answered, with answer set. need is the length of a
+	// message the scan waits to see whole.
 	track      *tracker
 	fromClient bool
 	take       func(sql []byte) bool
+	conv       *intercept.Conversation
+	batch      [][]byte
 	taken      int
+	answer     bool
 	need       int
-	// onTake answers a taken Query when the pumps relay.
-	onTake func(sql string) error
+	// onAnswer answers the batch when the pumps relay.
+	onAnswer func(batch [][]byte) error
 }
 
 // tracker follows a session's exchanges: requests that end in
 // ReadyForQuery (Query, Sync, FunctionCall) forwarded upstream and not yet
-// answered, and the transaction status of the last ReadyForQuery.
+// answered, extended-protocol messages forwarded and not yet answered
+// (after an error the upstream skips to the next Sync, and so does the
+// count), and the transaction status of the last ReadyForQuery.
 type tracker struct {
-	owed   atomic.Int32
-	status atomic.Uint32
+	owed     atomic.Int32
+	ext      atomic.Int32
+	skipping atomic.Bool
+	status   atomic.Uint32
 }
+
+// flushMessage asks the upstream to send the answers it holds back.
+var flushMessage = []byte{'H', 0, 0, 0, 4}
 
 func newReader(conn io.Reader, size int) *reader {
 	return &reader{conn: conn, buf: make([]byte, size)}
@@ -156,9 +172,11 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 		if badHeader != nil {
 			return badHeader
 		}
-		if rd.taken > 0 {
-			if err := rd.onTake(rd.takeQuery()); err != nil {
-				return err
+		if rd.stopped() {
+			if batch := rd.takeMessage(); batch != nil {
+				if err := rd.onAnswer(batch); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -224,46 +242,97 @@ func (rd *reader) scan(maxBody int) (int, error) {
 }
 
 // observe keeps the tracker up to date with the message whose header is
-// at p, and reports whether the scan must stop before it: a Query not yet
-// whole, or one the proxy takes.
+// at p, and reports whether the scan must stop before it: a message to see
+// whole first, one the proxy takes, or one that must wait until the
+// messages taken so far are answered.
 func (rd *reader) observe(p, n int) bool {
 	typ := rd.buf[p]
 	if !rd.fromClient {
-		if typ == 'Z' {
-			rd.track.owed.Add(-1)
-			if p+5 < rd.w {
-				rd.track.status.Store(uint32(rd.buf[p+5]))
-			}
+		rd.observeUpstream(typ, p)
+		return false
+	}
+	if rd.take == nil {
+		if typ == 'Q' || typ == 'S' || typ == 'F' {
+			rd.track.owed.Add(1)
 		}
 		return false
 	}
+	portalMsg := typ == 'B' || typ == 'D' || typ == 'E' || typ == 'C'
+	inspect := typ == 'Q' || typ == 'P' || typ == 'S' || typ == 'H' || portalMsg && rd.conv.Active()
+	if inspect && p+5+n > rd.w {
+		rd.need = 5 + n
+		return true
+	}
+	taken := false
 	switch typ {
 	case 'Q':
-		if rd.take != nil {
-			if p+5+n > rd.w {
-				rd.need = 5 + n
-				return true
-			}
-			if rd.take(rd.buf[p+5 : p+4+n]) {
-				rd.taken = 5 + n
-				return true
-			}
-		}
+		taken = rd.take(rd.buf[p+5 : p+4+n])
+	case 'S', 'H':
+		rd.conv.Take(rd.buf[p:p+5+n], rd.take)
+		taken = len(rd.batch) > 0
+	default:
+		taken = inspect && rd.conv.Take(rd.buf[p:p+5+n], rd.take)
+	}
+	switch {
+	case taken:
+		rd.taken = 5 + n
+		rd.answer = typ == 'Q' || typ == 'S' || typ == 'H'
+		return true
+	case len(rd.batch) > 0:
+		rd.answer = true
+		return true
+	case typ == 'Q' || typ == 'S' || typ == 'F':
 		rd.track.owed.Add(1)
-	case 'S', 'F':
-		rd.track.owed.Add(1)
+		rd.track.skipping.Store(false)
+	case (typ == 'P' || portalMsg) && !rd.track.skipping.Load():
+		rd.track.ext.Add(1)
 	}
 	return false
 }
 
-// takeQuery returns the SQL text of the Query the scan stopped before and
-// moves past it.
-func (rd *reader) takeQuery() string {
-	sql := string(rd.buf[rd.r+5 : rd.r+rd.taken-1])
-	rd.r += rd.taken
-	rd.taken = 0
-	return sql
+// observeUpstream counts the answers: ReadyForQuery settles everything,
+// an error ends the extended messages owed (the upstream skips to Sync),
+// and each other final answer settles one extended message.
+func (rd *reader) observeUpstream(typ byte, p int) {
+	t := rd.track
+	switch typ {
+	case 'Z':
+		t.owed.Add(-1)
+		t.ext.Store(0)
+		t.skipping.Store(false)
+		if p+5 < rd.w {
+			t.status.Store(uint32(rd.buf[p+5]))
+		}
+	case 'E':
+		if t.ext.Load() > 0 {
+			t.ext.Store(0)
+			t.skipping.Store(true)
+		}
+	case '1', '2', '3', 'n', 's', 'I', 'T', 'C':
+		if t.ext.Load() > 0 {
+			t.ext.Add(-1)
+		}
+	}
 }
+
+// takeMessage moves the message the scan took into the batch, and returns
+// the batch if it is to be answered now (emptying it), else nil.
+func (rd *reader) takeMessage() [][]byte {
+	if rd.taken > 0 {
+		rd.batch = append(rd.batch, bytes.Clone(rd.buf[rd.r:rd.r+rd.taken]))
+		rd.r += rd.taken
+		rd.taken = 0
+	}
+	if !rd.answer {
+		return nil
+	}
+	batch := rd.batch
+	rd.batch, rd.answer = nil, false
+	return batch
+}
+
+// stopped reports whether the scan stopped for interception.
+func (rd *reader) stopped() bool { return rd.taken > 0 || rd.answer }
 
 // protocolError is a malformed message from a peer.
 type protocolError struct{ msg string }

@@ -43,13 +43,17 @@ type Config struct {
 
 // Migrator answers the commands the proxy takes off the wire.
 type Migrator interface {
-	// Take reports whether a Query's SQL text is a command to answer. It
-	// runs on the relay's hot path for every Query, so for ordinary
-	// queries it must be cheap and must not allocate.
+	// Take reports whether the SQL text of a Query or Parse is a command
+	// to answer. It runs on the relay's hot path for every Query and
+	// Parse, so for ordinary queries it must be cheap and must not
+	// allocate.
 	Take(sql []byte) bool
 	// Query runs the command in sql for the session and returns the
 	// messages that answer it, ReadyForQuery excepted.
 	Query(ctx context.Context, sess intercept.Session, sql string) []byte
+	// Extended answers extended-protocol messages taken for conv, in
+	// order, ReadyForQuery excepted.
+	Extended(ctx context.Context, sess intercept.Session, conv *intercept.Conversation, msgs [][]byte) []byte
 }
 
 // Server serves PostgreSQL clients. Create it with New.

@@ -436,6 +436,7 @@ func (s *session) relay(ctx context.Context) error {
 		s.cl.track, s.up.track = &s.track, &s.track
 		s.cl.fromClient = true
 		s.cl.take = s.srv.cfg.Migrator.Take
+		s.cl.conv = &intercept.Conversation{}
 	}
 	if s.srv.poller != nil {
 		if cause, ok := s.srv.poller.relay(ctx, s); ok {
@@ -445,26 +446,40 @@ func (s *session) relay(ctx context.Context) error {
 	return s.relayPumps(ctx)
 }
 
-// answer runs a migrate command taken off the wire and returns the
-// response, ReadyForQuery included.
-func (s *session) answer(ctx context.Context, sql string) []byte {
+// answer answers messages taken off the wire: a simple Query, or
+// extended-protocol messages; ReadyForQuery is added after a Query or a
+// Sync.
+func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 	status := byte(s.track.status.Load())
 	sess := intercept.Session{User: s.user, Route: s.route, InTransaction: status != 'I'}
-	out := s.srv.cfg.Migrator.Query(ctx, sess, sql)
-	out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
+	last := batch[len(batch)-1]
+	var out []byte
+	if last[0] == 'Q' {
+		out = s.srv.cfg.Migrator.Query(ctx, sess, string(last[5:len(last)-1]))
+	} else {
+		out = s.srv.cfg.Migrator.Extended(ctx, sess, s.cl.conv, batch)
+	}
+	if last[0] == 'Q' || last[0] == 'S' {
+		out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
+	}
 	return out
 }
 
-// serveTaken answers a migrate command for the pumps, once the upstream
-// has answered everything sent before it.
-func (s *session) serveTaken(ctx context.Context, sql string) error {
-	for s.track.owed.Load() > 0 {
+// serveTaken answers taken messages for the pumps, once the upstream has
+// answered everything sent before them.
+func (s *session) serveTaken(ctx context.Context, batch [][]byte) error {
+	if s.track.ext.Load() > 0 {
+		if _, err := s.upstream.Write(flushMessage); err != nil {
+			return writeError{err}
+		}
+	}
+	for s.track.owed.Load() > 0 || s.track.ext.Load() > 0 {
 		if err := s.killReason(); err != nil {
 			return err
 		}
 		time.Sleep(time.Millisecond)
 	}
-	resp := s.answer(ctx, sql)
+	resp := s.answer(ctx, batch)
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
 	_, err := s.client.Write(resp)
@@ -488,7 +503,7 @@ func (s *session) relayPumps(ctx context.Context) error {
 	m := s.srv.metrics
 	var toClient io.Writer = s.client
 	if s.cl.take != nil {
-		s.cl.onTake = func(sql string) error { return s.serveTaken(ctx, sql) }
+		s.cl.onAnswer = func(batch [][]byte) error { return s.serveTaken(ctx, batch) }
 		toClient = lockedWriter{&s.clientMu, s.client}
 	}
 	fromClient := make(chan error, 1)

@@ -1,0 +1,204 @@
+package intercept
+
+import (
+	"bytes"
+	"context"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Conversation is one session's extended-protocol state as far as migrate
+// commands go. The proxy asks it, message by message, whether to take a
+// message (Take: always for Parse, for the rest only while Active), and
+// has the handler answer the messages it took (Extended), in order, once a
+// Sync or Flush ends them.
+//
+// Names are tracked at take time, as the messages pass; statements and
+// portals are made when the messages are answered, as PostgreSQL does.
+type Conversation struct {
+	stmtNames   map[string]bool
+	portalNames map[string]bool
+	stmts       map[string]*Command
+	portals     map[string]*portal
+	// failed is set by an error until the next Sync: the messages between
+	// are skipped, as PostgreSQL skips them.
+	failed bool
+}
+
+// portal is a bound migrate command and the result formats asked for.
+type portal struct {
+	cmd     *Command
+	call    *Call
+	formats []int16
+}
+
+// Active reports whether messages other than Parse may belong to a migrate
+// statement or portal.
+func (c *Conversation) Active() bool { return len(c.stmtNames)+len(c.portalNames) > 0 }
+
+// Take reports whether the proxy takes msg, a whole client message (type,
+// length, body), for the conversation; take is the check of a Parse's SQL.
+func (c *Conversation) Take(msg []byte, take func(sql []byte) bool) bool {
+	if c.stmtNames == nil {
+		c.stmtNames, c.portalNames = map[string]bool{}, map[string]bool{}
+	}
+	body := msg[5:]
+	first, rest := cstring(body)
+	switch msg[0] {
+	case 'P':
+		query, _ := cstring(rest)
+		return mark(c.stmtNames, first, take(query))
+	case 'B':
+		stmt, _ := cstring(rest)
+		return mark(c.portalNames, first, c.stmtNames[string(stmt)])
+	case 'E':
+		return c.portalNames[string(first)]
+	case 'D', 'C':
+		if len(body) == 0 {
+			return false
+		}
+		name, _ := cstring(body[1:])
+		names := c.stmtNames
+		if body[0] == 'P' {
+			names = c.portalNames
+		}
+		return names[string(name)]
+	case 'S':
+		clear(c.portalNames)
+	}
+	return false
+}
+
+// mark records whether the statement or portal name is a migrate one, and
+// returns it; names of ordinary ones are forgotten without allocating.
+func mark(names map[string]bool, name []byte, migrate bool) bool {
+	if migrate {
+		names[string(name)] = true
+	} else if names[string(name)] {
+		delete(names, string(name))
+	}
+	return migrate
+}
+
+// cstring splits a NUL-terminated string off b.
+func cstring(b []byte) ([]byte, []byte) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i+1:]
+}
+
+// Extended answers messages the conversation took, in order, up to
+// ReadyForQuery (which the caller adds after a Sync).
+func (h *Handler) Extended(ctx context.Context, sess Session, c *Conversation, msgs [][]byte) []byte {
+	if c.stmts == nil {
+		c.stmts, c.portals = map[string]*Command{}, map[string]*portal{}
+	}
+	var out []byte
+	for _, msg := range msgs {
+		if msg[0] == 'S' {
+			c.failed = false
+			clear(c.portals)
+			continue
+		}
+		if c.failed {
+			continue
+		}
+		var err error
+		out, err = h.answer(ctx, sess, c, msg, out)
+		if err != nil {
+			out = errorResponse(out, err)
+			c.failed = true
+		}
+	}
+	return out
+}
+
+// answer appends the response to one extended-protocol message.
+func (h *Handler) answer(ctx context.Context, sess Session, c *Conversation, msg []byte, out []byte) ([]byte, error) {
+	body := msg[5:]
+	name, rest := cstring(body)
+	switch msg[0] {
+	case 'P':
+		query, _ := cstring(rest)
+		cmd, err := Parse(string(query))
+		if err != nil {
+			return out, err
+		}
+		c.stmts[string(name)] = cmd
+		return (&pgproto3.ParseComplete{}).Encode(out)
+	case 'B':
+		var b pgproto3.Bind
+		if err := b.Decode(body); err != nil {
+			return out, &Error{Code: "08P01", Msg: err.Error()}
+		}
+		cmd := c.stmts[b.PreparedStatement]
+		if cmd == nil {
+			return out, &Error{Code: "26000", Msg: "prepared statement \"" + b.PreparedStatement + "\" does not exist"}
+		}
+		params := make([]*string, len(b.Parameters))
+		for i, p := range b.Parameters {
+			if p != nil {
+				s := string(p)
+				params[i] = &s
+			}
+		}
+		call, err := cmd.Bind(params)
+		if err != nil {
+			return out, err
+		}
+		c.portals[b.DestinationPortal] = &portal{cmd: cmd, call: call, formats: b.ResultFormatCodes}
+		return (&pgproto3.BindComplete{}).Encode(out)
+	case 'D':
+		return h.describe(c, body, out)
+	case 'E':
+		p := c.portals[string(name)]
+		if p == nil {
+			return out, &Error{Code: "34000", Msg: "portal \"" + string(name) + "\" does not exist"}
+		}
+		rs, err := h.call(ctx, sess, p.cmd, p.call)
+		if err != nil {
+			return out, err
+		}
+		return append(out, rs.encode(p.formats, false)...), nil
+	case 'C':
+		if len(body) > 0 {
+			target, _ := cstring(body[1:])
+			if body[0] == 'S' {
+				delete(c.stmts, string(target))
+			} else {
+				delete(c.portals, string(target))
+			}
+		}
+		return (&pgproto3.CloseComplete{}).Encode(out)
+	}
+	return out, nil
+}
+
+// describe answers Describe of a migrate statement (its parameters, all
+// text, and its columns) or portal (its columns in the formats bound).
+func (h *Handler) describe(c *Conversation, body []byte, out []byte) ([]byte, error) {
+	if len(body) == 0 {
+		return out, &Error{Code: "08P01", Msg: "invalid DESCRIBE message"}
+	}
+	name, _ := cstring(body[1:])
+	if body[0] == 'S' {
+		cmd := c.stmts[string(name)]
+		if cmd == nil {
+			return out, &Error{Code: "26000", Msg: "prepared statement \"" + string(name) + "\" does not exist"}
+		}
+		oids := make([]uint32, cmd.ParamCount())
+		for i := range oids {
+			oids[i] = pgtype.TextOID
+		}
+		out, _ = (&pgproto3.ParameterDescription{ParameterOIDs: oids}).Encode(out)
+		return (&resultSet{cols: columnsOf(cmd.Proc)}).description(nil).Encode(out)
+	}
+	p := c.portals[string(name)]
+	if p == nil {
+		return out, &Error{Code: "34000", Msg: "portal \"" + string(name) + "\" does not exist"}
+	}
+	return (&resultSet{cols: columnsOf(p.cmd.Proc)}).description(p.formats).Encode(out)
+}
