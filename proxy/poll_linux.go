@@ -255,36 +255,16 @@ func (e *pollEnd) forward() {
 // its socket is full.
 func (e *pollEnd) flush() {
 	rd := e.rd
-	for len(e.extra) > 0 {
-		n, err := rawIO(syscall.SYS_WRITE, e.peer.fd, e.extra)
-		if n > 0 {
-			e.extra = e.extra[n:]
-		}
-		switch {
-		case err == syscall.EAGAIN:
-			e.setBlocked(true)
-			return
-		case err == syscall.EINTR:
-		case err != nil:
-			e.rel.end(e, writeError{err})
-			return
-		}
+	n, ok := e.writeOut(e.extra)
+	e.extra = e.extra[n:]
+	if !ok {
+		return
 	}
-	for rd.r < e.p {
-		n, err := rawIO(syscall.SYS_WRITE, e.peer.fd, rd.buf[rd.r:e.p])
-		if n > 0 {
-			rd.r += n
-			e.sent.Add(int64(n))
-		}
-		switch {
-		case err == syscall.EAGAIN:
-			e.setBlocked(true)
-			return
-		case err == syscall.EINTR:
-		case err != nil:
-			e.rel.end(e, writeError{err})
-			return
-		}
+	n, ok = e.writeOut(rd.buf[rd.r:max(rd.r, e.p)])
+	rd.r += n
+	e.sent.Add(int64(n))
+	if !ok {
+		return
 	}
 	e.setBlocked(false)
 	if e.bad != nil {
@@ -304,6 +284,29 @@ func (e *pollEnd) flush() {
 	if e.rel.pending != nil {
 		e.rel.serve()
 	}
+}
+
+// writeOut writes b to the peer and returns how much it wrote, and false
+// when flushing must stop: the peer's socket is full (e is blocked) or the
+// relay ended.
+func (e *pollEnd) writeOut(b []byte) (int, bool) {
+	written := 0
+	for written < len(b) {
+		n, err := rawIO(syscall.SYS_WRITE, e.peer.fd, b[written:])
+		if n > 0 {
+			written += n
+		}
+		switch {
+		case err == syscall.EAGAIN:
+			e.setBlocked(true)
+			return written, false
+		case err == syscall.EINTR:
+		case err != nil:
+			e.rel.end(e, writeError{err})
+			return written, false
+		}
+	}
+	return written, true
 }
 
 // setBlocked records whether e waits for its peer's socket, and asks epoll
