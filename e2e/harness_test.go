@@ -134,11 +134,18 @@ func (l *lockedBuffer) String() string {
 // admin_listen, which it picks) and stops it with SIGTERM when t ends.
 func startProxy(t testing.TB, config string, args ...string) *proxyProc {
 	t.Helper()
+	return startProxyEnv(t, config, nil, args...)
+}
+
+// startProxyEnv is startProxy with extra environment variables (NAME=value).
+func startProxyEnv(t testing.TB, config string, env []string, args ...string) *proxyProc {
+	t.Helper()
 	p := &proxyProc{t: t, addr: freeAddr(t), admin: freeAddr(t), logs: &lockedBuffer{}, done: make(chan struct{})}
 	p.config = filepath.Join(t.TempDir(), "pgmigrate.yaml")
 	p.writeConfig(config)
 	p.cmd = exec.Command(proxyBin, append([]string{"--config", p.config}, args...)...)
 	p.cmd.Stderr = p.logs
+	p.cmd.Env = append(os.Environ(), env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

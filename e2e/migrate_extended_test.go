@@ -246,7 +246,7 @@ func TestMigrateExtendedBatchError(t *testing.T) {
 	results := conn.SendBatch(ctx, batch)
 	_, err := results.Exec()
 	wantPgError(t, err, "42P01")
-	results.Close()
+	t.Logf("close: %v", results.Close())
 	if err := conn.Ping(ctx); err != nil {
 		t.Fatalf("ping after the failed batch: %v", err)
 	}
@@ -488,7 +488,7 @@ func TestMigrateExtendedRawWire(t *testing.T) {
 	}
 	for _, s := range steps {
 		if got := c.exchange(s.msgs...); !slices.Equal(got, s.want) {
-			t.Fatalf("%s: got\n%s\nwant\n%s", s.what, strings.Join(got, "\n"), strings.Join(s.want, "\n"))
+			t.Errorf("%s: got\n%s\nwant\n%s", s.what, strings.Join(got, "\n"), strings.Join(s.want, "\n"))
 		}
 	}
 	direct := directConn(t, tn.db)

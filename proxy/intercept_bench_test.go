@@ -60,13 +60,31 @@ func clientTraffic(b *testing.B) ([]byte, int) {
 // migrate command and the extended protocol's names are followed, on
 // traffic that holds none.
 func BenchmarkRelayIntercepting(b *testing.B) {
+	rd := benchClientRelay(b, func(rd *reader) {
+		rd.track = &tracker{}
+		rd.fromClient = true
+		rd.take = (&intercept.Handler{}).Take
+		rd.conv = &intercept.Conversation{}
+	})
+	if rd.stopped() || len(rd.batch) > 0 || rd.conv.Active() {
+		b.Fatal("ordinary traffic was taken for migrate commands")
+	}
+}
+
+// BenchmarkRelayClientTraffic relays the same client traffic without
+// interception, as a session without a Migrator does: the baseline for
+// BenchmarkRelayIntercepting.
+func BenchmarkRelayClientTraffic(b *testing.B) {
+	benchClientRelay(b, func(*reader) {})
+}
+
+// benchClientRelay relays clientTraffic per message through a reader that
+// setup prepares, and returns the reader.
+func benchClientRelay(b *testing.B, setup func(*reader)) *reader {
 	stream, perStream := clientTraffic(b)
 	src := &loopReader{stream: stream, limit: (b.N/perStream + 1) * len(stream)}
 	rd := newReader(src, bufferSize)
-	rd.track = &tracker{}
-	rd.fromClient = true
-	rd.take = (&intercept.Handler{}).Take
-	rd.conv = &intercept.Conversation{}
+	setup(rd)
 	var sent atomic.Int64
 	b.ReportAllocs()
 	b.SetBytes(int64(len(stream) / perStream))
@@ -75,7 +93,5 @@ func BenchmarkRelayIntercepting(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	if rd.stopped() || len(rd.batch) > 0 || rd.conv.Active() {
-		b.Fatal("ordinary traffic was taken for migrate commands")
-	}
+	return rd
 }

@@ -45,6 +45,11 @@ Config file keys (YAML; see docs/configuration.md for each one):
 ${VAR} in the file is replaced by the environment variable VAR. Upstream
 DSNs also honour the usual PG* environment variables (PGPASSWORD, ...).
 
+Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+set, spans of migrate commands are exported over OTLP/HTTP; the other OTEL_*
+variables (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, ...) apply as usual, and
+OTEL_TRACES_EXPORTER=none turns it off.
+
 Signals: SIGTERM or SIGINT drains sessions for drain_timeout, then exits 0;
 SIGHUP reloads the config file's tenants and policy.
 `
@@ -150,6 +155,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	stopTracing, err := setupTracing(ctx, getenv)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		stopTracing(flushCtx)
+	}()
 	migrator, closeEngines, err := newMigrator(ctx, cfg, router, log)
 	if err != nil {
 		return err
