@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // argType is how an argument's value is checked.
@@ -236,4 +238,28 @@ func parseBool(s string) (value, ok bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// ParamTypes returns the type OID of each parameter $1..$n, as a Describe
+// reports them: boolean for a boolean argument, text for the rest (a
+// parameter used twice takes its first use's type).
+func (c *Command) ParamTypes() []uint32 {
+	oids := make([]uint32, c.ParamCount())
+	for i := range oids {
+		oids[i] = pgtype.TextOID
+	}
+	proc, err := lookup(c.Proc)
+	if err != nil {
+		return oids
+	}
+	resolved, err := proc.resolve(c)
+	if err != nil {
+		return oids
+	}
+	for i := len(c.Args) - 1; i >= 0; i-- {
+		if a := c.Args[i]; a.Kind == Param && a.Param > 0 && resolved[i].typ == boolArg {
+			oids[a.Param-1] = pgtype.BoolOID
+		}
+	}
+	return oids
 }

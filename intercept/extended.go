@@ -3,6 +3,8 @@ package intercept
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -66,9 +68,14 @@ func (c *Conversation) Take(msg []byte, take func(sql []byte) bool) bool {
 		return names[string(name)]
 	case 'S':
 		clear(c.portalNames)
+		c.failed = false
 	}
 	return false
 }
+
+// Failed reports whether an answered message failed since the last Sync:
+// the client's messages up to the next Sync are to be skipped.
+func (c *Conversation) Failed() bool { return c.failed }
 
 // mark records whether the statement or portal name is a migrate one, and
 // returns it; names of ordinary ones are forgotten without allocating.
@@ -138,12 +145,9 @@ func (h *Handler) answer(ctx context.Context, sess Session, c *Conversation, msg
 		if cmd == nil {
 			return out, &Error{Code: "26000", Msg: "prepared statement \"" + b.PreparedStatement + "\" does not exist"}
 		}
-		params := make([]*string, len(b.Parameters))
-		for i, p := range b.Parameters {
-			if p != nil {
-				s := string(p)
-				params[i] = &s
-			}
+		params, err := paramValues(cmd, &b)
+		if err != nil {
+			return out, err
 		}
 		call, err := cmd.Bind(params)
 		if err != nil {
@@ -177,6 +181,28 @@ func (h *Handler) answer(ctx context.Context, sess Session, c *Conversation, msg
 	return out, nil
 }
 
+// paramValues reads a Bind's parameter values as text: text-format values
+// as they are, binary ones by their described type (text is its own binary
+// form; a boolean is one byte).
+func paramValues(cmd *Command, b *pgproto3.Bind) ([]*string, error) {
+	types := cmd.ParamTypes()
+	params := make([]*string, len(b.Parameters))
+	for i, p := range b.Parameters {
+		if p == nil {
+			continue
+		}
+		s := string(p)
+		if formatOf(b.ParameterFormatCodes, i) == pgtype.BinaryFormatCode && i < len(types) && types[i] == pgtype.BoolOID {
+			if len(p) != 1 {
+				return nil, &Error{Code: "22P03", Msg: fmt.Sprintf("invalid binary boolean in parameter $%d", i+1)}
+			}
+			s = strconv.FormatBool(p[0] != 0)
+		}
+		params[i] = &s
+	}
+	return params, nil
+}
+
 // describe answers Describe of a migrate statement (its parameters, all
 // text, and its columns) or portal (its columns in the formats bound).
 func (h *Handler) describe(c *Conversation, body []byte, out []byte) ([]byte, error) {
@@ -189,11 +215,7 @@ func (h *Handler) describe(c *Conversation, body []byte, out []byte) ([]byte, er
 		if cmd == nil {
 			return out, &Error{Code: "26000", Msg: "prepared statement \"" + string(name) + "\" does not exist"}
 		}
-		oids := make([]uint32, cmd.ParamCount())
-		for i := range oids {
-			oids[i] = pgtype.TextOID
-		}
-		out, _ = (&pgproto3.ParameterDescription{ParameterOIDs: oids}).Encode(out)
+		out, _ = (&pgproto3.ParameterDescription{ParameterOIDs: cmd.ParamTypes()}).Encode(out)
 		return (&resultSet{cols: columnsOf(cmd.Proc)}).description(nil).Encode(out)
 	}
 	p := c.portals[string(name)]

@@ -44,6 +44,11 @@ type reader struct {
 	taken      int
 	answer     bool
 	need       int
+	// discard is set when an answered migrate message failed: like
+	// PostgreSQL, the proxy then drops what the client sends up to the
+	// next Sync. drop marks the message taken only to be dropped.
+	discard bool
+	drop    bool
 	// onAnswer answers the batch when the pumps relay.
 	onAnswer func(batch [][]byte) error
 }
@@ -58,6 +63,9 @@ type tracker struct {
 	ext      atomic.Int32
 	skipping atomic.Bool
 	status   atomic.Uint32
+	// forwarded is set when an extended-protocol message went upstream
+	// since the last Sync: that Sync must go upstream too.
+	forwarded atomic.Bool
 }
 
 // flushMessage asks the upstream to send the answers it holds back.
@@ -257,6 +265,15 @@ func (rd *reader) observe(p, n int) bool {
 		}
 		return false
 	}
+	if rd.discard && typ != 'S' {
+		if p+5+n > rd.w {
+			rd.need = 5 + n
+			return true
+		}
+		rd.taken, rd.drop = 5+n, true
+		return true
+	}
+	rd.discard = false
 	portalMsg := typ == 'B' || typ == 'D' || typ == 'E' || typ == 'C'
 	inspect := typ == 'Q' || typ == 'P' || typ == 'S' || typ == 'H' || portalMsg && rd.conv.Active()
 	if inspect && p+5+n > rd.w {
@@ -267,8 +284,10 @@ func (rd *reader) observe(p, n int) bool {
 	switch typ {
 	case 'Q':
 		taken = rd.take(rd.buf[p+5 : p+4+n])
-	case 'S', 'H':
+	case 'S':
 		rd.conv.Take(rd.buf[p:p+5+n], rd.take)
+		taken = len(rd.batch) > 0 && !rd.track.forwarded.Load()
+	case 'H':
 		taken = len(rd.batch) > 0
 	default:
 		taken = inspect && rd.conv.Take(rd.buf[p:p+5+n], rd.take)
@@ -284,8 +303,12 @@ func (rd *reader) observe(p, n int) bool {
 	case typ == 'Q' || typ == 'S' || typ == 'F':
 		rd.track.owed.Add(1)
 		rd.track.skipping.Store(false)
-	case (typ == 'P' || portalMsg) && !rd.track.skipping.Load():
-		rd.track.ext.Add(1)
+		rd.track.forwarded.Store(false)
+	case typ == 'P' || portalMsg:
+		rd.track.forwarded.Store(true)
+		if !rd.track.skipping.Load() {
+			rd.track.ext.Add(1)
+		}
 	}
 	return false
 }
@@ -319,9 +342,11 @@ func (rd *reader) observeUpstream(typ byte, p int) {
 // the batch if it is to be answered now (emptying it), else nil.
 func (rd *reader) takeMessage() [][]byte {
 	if rd.taken > 0 {
-		rd.batch = append(rd.batch, bytes.Clone(rd.buf[rd.r:rd.r+rd.taken]))
+		if !rd.drop {
+			rd.batch = append(rd.batch, bytes.Clone(rd.buf[rd.r:rd.r+rd.taken]))
+		}
 		rd.r += rd.taken
-		rd.taken = 0
+		rd.taken, rd.drop = 0, false
 	}
 	if !rd.answer {
 		return nil

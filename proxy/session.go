@@ -454,10 +454,15 @@ func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 	sess := intercept.Session{User: s.user, Route: s.route, InTransaction: status != 'I'}
 	last := batch[len(batch)-1]
 	var out []byte
-	if last[0] == 'Q' {
+	switch {
+	case last[0] == 'Q':
 		out = s.srv.cfg.Migrator.Query(ctx, sess, string(last[5:len(last)-1]))
-	} else {
+	case s.track.skipping.Load():
+		// The upstream failed earlier in this pipeline and skips to the
+		// next Sync; so do the migrate messages.
+	default:
 		out = s.srv.cfg.Migrator.Extended(ctx, sess, s.cl.conv, batch)
+		s.cl.discard = last[0] != 'S' && s.cl.conv.Failed()
 	}
 	if last[0] == 'Q' || last[0] == 'S' {
 		out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
