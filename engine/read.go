@@ -27,6 +27,17 @@ func (e *Engine) ListModels(ctx context.Context, org string) ([]string, error) {
 	return listModels(ctx, e.pool, org)
 }
 
+// HasRole reports whether user is a member of role, directly or through
+// other roles; a user or role that does not exist is no member.
+func (e *Engine) HasRole(ctx context.Context, user, role string) (bool, error) {
+	var ok bool
+	err := e.pool.QueryRow(ctx, `SELECT CASE
+	WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)
+	 AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $2)
+	THEN pg_catalog.pg_has_role($1, $2, 'MEMBER') ELSE false END`, user, role).Scan(&ok)
+	return ok, err
+}
+
 // HistoryEntry is one applied change.
 type HistoryEntry struct {
 	ID         int64

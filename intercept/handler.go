@@ -19,6 +19,9 @@ import (
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
 
+// allTenants is the org argument that applies a command to every tenant.
+const allTenants = "*"
+
 // Handler runs migrate commands for client sessions: it parses and binds
 // the command, applies the policy, runs it on the engine of the session's
 // upstream and encodes the result as PostgreSQL messages.
@@ -27,6 +30,8 @@ type Handler struct {
 	Engines map[string]*engine.Engine
 	// Rules returns the policy in force (it changes on reload).
 	Rules func() policy.Rules
+	// Tenants lists every tenant, for org => '*'.
+	Tenants func() []policy.Tenant
 	// TracerProvider makes the command spans; nil means the global one.
 	TracerProvider trace.TracerProvider
 }
@@ -88,19 +93,30 @@ func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Ca
 }
 
 func (h *Handler) run(ctx context.Context, sess Session, call *Call) (*resultSet, error) {
-	org, err := h.authorize(ctx, sess, call)
+	eng, err := h.engine(sess.Route.Upstream.Name)
 	if err != nil {
 		return nil, err
 	}
-	eng := h.Engines[sess.Route.Upstream.Name]
-	if eng == nil {
-		return nil, &Error{Code: "58000", Msg: fmt.Sprintf("no engine for upstream %q", sess.Route.Upstream.Name)}
+	org, err := h.authorize(ctx, sess, eng, call)
+	if err != nil {
+		return nil, err
+	}
+	if org == allTenants {
+		return h.fanOut(ctx, sess, call)
 	}
 	return execute(ctx, eng, org, call)
 }
 
+func (h *Handler) engine(upstream string) (*engine.Engine, error) {
+	eng := h.Engines[upstream]
+	if eng == nil {
+		return nil, &Error{Code: "58000", Msg: fmt.Sprintf("no engine for upstream %q", upstream)}
+	}
+	return eng, nil
+}
+
 // authorize applies the policy and returns the org the command is for.
-func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (string, error) {
+func (h *Handler) authorize(ctx context.Context, sess Session, eng *engine.Engine, call *Call) (string, error) {
 	if sess.InTransaction {
 		return "", &Error{Code: "25001", Msg: "migrate commands cannot run inside a transaction block",
 			HintText: "Run it outside BEGIN ... COMMIT: each command is a transaction of its own."}
@@ -118,6 +134,8 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (stri
 		org = call.Args["org"]
 	case sess.Route.Org == "" && org == "":
 		return "", &Error{Code: "42601", Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
+	case org == allTenants && (!admin || !call.Mutating()):
+		return "", &Error{Code: "42501", Msg: "org => '*' is for schema changes from an admin session"}
 	case sess.Route.Org == "":
 	case org != "" && org != sess.Route.Org:
 		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied: this session belongs to org %q, not %q", sess.Route.Org, org)}
@@ -127,7 +145,11 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (stri
 	if !call.Mutating() || call.DryRun {
 		return org, nil
 	}
-	if !migrator(rules.Migrators, sess.User) {
+	ok, err := migrator(ctx, eng, rules.Migrators, sess.User)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
 		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied: user %q may not run migrate.%s", sess.User, call.Proc),
 			HintText: "The policy's migrators list says who may."}
 	}
@@ -137,9 +159,21 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (stri
 	return org, nil
 }
 
-// migrator reports whether the policy's migrators list names user.
-func migrator(list []string, user string) bool {
-	return slices.Contains(list, "*") || slices.Contains(list, user)
+// migrator reports whether the policy's migrators list names user: "*",
+// the user's name, or "role:NAME" of a role the user is a member of.
+func migrator(ctx context.Context, eng *engine.Engine, list []string, user string) (bool, error) {
+	for _, m := range list {
+		role, isRole := strings.CutPrefix(m, "role:")
+		switch {
+		case m == "*" || m == user:
+			return true, nil
+		case isRole:
+			if ok, err := eng.HasRole(ctx, user, role); ok || err != nil {
+				return ok, err
+			}
+		}
+	}
+	return false, nil
 }
 
 // errorResponse appends the ErrorResponse of err to out: the one place a

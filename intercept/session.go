@@ -10,4 +10,7 @@ type Session struct {
 	// InTransaction is true inside a transaction block, as the last
 	// ReadyForQuery said.
 	InTransaction bool
+	// Notify, when set, sends a message to the client at once, ahead of
+	// the answer (progress notices of a long command).
+	Notify func(msg []byte)
 }

@@ -121,6 +121,7 @@ type Router struct {
 
 type routes struct {
 	registry  Registry
+	tenants   []Tenant
 	upstreams []*Target
 	rules     Rules
 }
@@ -144,10 +145,14 @@ func (r *Router) Update(cfg *Config) error {
 	reg := rt.registry.(StaticRegistry)
 	for _, t := range cfg.Tenants {
 		reg[t.Org] = Tenant(t)
+		rt.tenants = append(rt.tenants, Tenant(t))
 	}
 	r.state.Store(rt)
 	return nil
 }
+
+// Tenants lists the configured tenants, in the config's order.
+func (r *Router) Tenants() []Tenant { return r.state.Load().tenants }
 
 // Rules returns the policy in force.
 func (r *Router) Rules() Rules { return r.state.Load().rules }

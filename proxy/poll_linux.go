@@ -157,6 +157,14 @@ func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) 
 	rel.client = &pollEnd{fd: cfd, rd: s.cl, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
 	rel.upstream = &pollEnd{fd: ufd, rd: s.up, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
 	rel.client.peer, rel.upstream.peer = rel.upstream, rel.client
+	s.notify = func(msg []byte) {
+		pl.post(func() {
+			if !rel.ended {
+				rel.upstream.extra = append(rel.upstream.extra, msg...)
+				rel.upstream.flush()
+			}
+		})
+	}
 	s.mu.Lock()
 	s.stopRelay = func() { pl.post(func() { rel.end(rel.upstream, nil) }) }
 	killed := s.killed
@@ -379,7 +387,7 @@ func (rel *pollRelay) served(resp []byte) {
 		return
 	}
 	rel.pending, rel.serving, rel.flushed = nil, false, false
-	rel.upstream.extra = resp
+	rel.upstream.extra = append(rel.upstream.extra, resp...)
 	rel.upstream.pause(false)
 	rel.upstream.flush()
 	rel.upstream.forward()

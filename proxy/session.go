@@ -54,8 +54,10 @@ type session struct {
 	upstreamKey pgproto3.BackendKeyData
 	track       tracker
 	// clientMu serialises writes to the client when the pumps relay and
-	// migrate commands are answered.
+	// migrate commands are answered; notify sends a message to the client
+	// while a command runs, by whichever relay is on.
 	clientMu sync.Mutex
+	notify   func(msg []byte)
 	out      []byte // messages for the client not yet written
 
 	mu       sync.Mutex
@@ -451,7 +453,7 @@ func (s *session) relay(ctx context.Context) error {
 // Sync.
 func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 	status := byte(s.track.status.Load())
-	sess := intercept.Session{User: s.user, Route: s.route, InTransaction: status != 'I'}
+	sess := intercept.Session{User: s.user, Route: s.route, InTransaction: status != 'I', Notify: s.notify}
 	last := batch[len(batch)-1]
 	var out []byte
 	switch {
@@ -508,8 +510,10 @@ func (s *session) relayPumps(ctx context.Context) error {
 	m := s.srv.metrics
 	var toClient io.Writer = s.client
 	if s.cl.take != nil {
+		locked := lockedWriter{&s.clientMu, s.client}
+		toClient = locked
 		s.cl.onAnswer = func(batch [][]byte) error { return s.serveTaken(ctx, batch) }
-		toClient = lockedWriter{&s.clientMu, s.client}
+		s.notify = func(msg []byte) { locked.Write(msg) }
 	}
 	fromClient := make(chan error, 1)
 	fromUpstream := make(chan error, 1)

@@ -229,7 +229,7 @@ func newMigrator(ctx context.Context, cfg *policy.Config, router *policy.Router,
 		Retry:            engine.Retry{MaxAttempts: cfg.Engine.Retry.MaxAttempts, Delay: cfg.Engine.Retry.Delay, MaxDelay: cfg.Engine.Retry.MaxDelay},
 		Logger:           log,
 	}
-	h := &intercept.Handler{Engines: map[string]*engine.Engine{}, Rules: router.Rules}
+	h := &intercept.Handler{Engines: map[string]*engine.Engine{}, Rules: router.Rules, Tenants: router.Tenants}
 	var pools []*pgxpool.Pool
 	closeAll := func() {
 		for _, p := range pools {
