@@ -82,6 +82,13 @@ func BenchmarkRelayClientTraffic(b *testing.B) {
 // setup prepares, and returns the reader.
 func benchClientRelay(b *testing.B, setup func(*reader)) *reader {
 	stream, perStream := clientTraffic(b)
+	return benchRelay(b, stream, perStream, setup)
+}
+
+// benchRelay relays stream, which holds perStream messages, over and over,
+// b.N messages in all, through a reader that setup prepares, and returns
+// the reader.
+func benchRelay(b *testing.B, stream []byte, perStream int, setup func(*reader)) *reader {
 	src := &loopReader{stream: stream, limit: (b.N/perStream + 1) * len(stream)}
 	rd := newReader(src, bufferSize)
 	setup(rd)

@@ -174,14 +174,5 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	stream = append(stream, message('C', 13)...)
 	stream = append(stream, message('Z', 1)...)
-	const perStream = 23
-	src := &loopReader{stream: stream, limit: (b.N/perStream + 1) * len(stream)}
-	rd := newReader(src, bufferSize)
-	var sent atomic.Int64
-	b.ReportAllocs()
-	b.SetBytes(int64(len(stream) / perStream))
-	b.ResetTimer()
-	if err := rd.relay(io.Discard, 1<<20, &sent); !errors.Is(err, io.EOF) {
-		b.Fatal(err)
-	}
+	benchRelay(b, stream, 23, func(*reader) {})
 }
