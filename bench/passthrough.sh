@@ -27,6 +27,13 @@ BENCH_PGPORT=${BENCH_PGPORT:-55432}
 BENCH_PROXY_PORT=${BENCH_PROXY_PORT:-56432}
 BENCH_ADMIN_PORT=${BENCH_ADMIN_PORT:-59464}
 BENCH_BOUNCER_PORT=${BENCH_BOUNCER_PORT:-56433}
+# BENCH_BASELINE_BIN names another proxy binary (say, built from an earlier
+# commit) to run beside the current one as target "baseline", to compare two
+# builds in one run.
+BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN:-}
+BENCH_BASELINE_PORT=${BENCH_BASELINE_PORT:-56434}
+BENCH_BASELINE_ADMIN_PORT=${BENCH_BASELINE_ADMIN_PORT:-59465}
+[[ -z $BENCH_BASELINE_BIN ]] || BENCH_TARGETS="$BENCH_TARGETS baseline"
 BENCH_SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-256MB}
 BENCH_WARMUP=${BENCH_WARMUP:-2} # seconds of unrecorded load per target first
 
@@ -53,6 +60,7 @@ PSQL=$PGBIN/psql
 
 CLK_TCK=$(getconf CLK_TCK)
 PROXY_PID=""
+BASELINE_PID=""
 BOUNCER_PID=""
 PG_STARTED=0
 FAILED_RUNS=0
@@ -128,6 +136,7 @@ port_of() {
 	case $1 in
 	direct) echo "$BENCH_PGPORT" ;;
 	proxy) echo "$BENCH_PROXY_PORT" ;;
+	baseline) echo "$BENCH_BASELINE_PORT" ;;
 	pgbouncer) echo "$BENCH_BOUNCER_PORT" ;;
 	*) die "unknown target $1" ;;
 	esac
@@ -136,6 +145,7 @@ port_of() {
 pid_of() {
 	case $1 in
 	proxy) echo "$PROXY_PID" ;;
+	baseline) echo "$BASELINE_PID" ;;
 	pgbouncer) echo "$BOUNCER_PID" ;;
 	*) echo "" ;;
 	esac
@@ -168,6 +178,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	set +e
 	stop_pid "$PROXY_PID" pgmigrate-proxy
+	stop_pid "$BASELINE_PID" "baseline pgmigrate-proxy"
 	stop_pid "$BOUNCER_PID" pgbouncer
 	if [[ $PG_STARTED -eq 1 ]]; then
 		log "stopping PostgreSQL"
@@ -230,7 +241,7 @@ stop_stale_cluster() {
 
 check_ports_free() {
 	local p
-	for p in "$BENCH_PGPORT" "$BENCH_PROXY_PORT" "$BENCH_ADMIN_PORT" "$BENCH_BOUNCER_PORT"; do
+	for p in "$BENCH_PGPORT" "$BENCH_PROXY_PORT" "$BENCH_ADMIN_PORT" "$BENCH_BOUNCER_PORT" ${BENCH_BASELINE_BIN:+"$BENCH_BASELINE_PORT" "$BENCH_BASELINE_ADMIN_PORT"}; do
 		if port_open "$p"; then die "port $p on $HOST is already in use"; fi
 	done
 }
@@ -267,11 +278,13 @@ start_cluster() {
 		{ tail -n 20 "$DATA/pgbench-init.log" >&2; die "pgbench -i failed"; }
 }
 
+# start_proxy NAME BINARY PORT ADMIN_PORT: runs a proxy serving tenant bench
+# and prints its pid.
 start_proxy() {
-	has_target proxy || return 0
-	cat >"$DATA/proxy.yaml" <<-EOF
-		listen: $HOST:$BENCH_PROXY_PORT
-		admin_listen: $HOST:$BENCH_ADMIN_PORT
+	local name=$1 bin=$2 port=$3 admin=$4 pid
+	cat >"$DATA/$name.yaml" <<-EOF
+		listen: $HOST:$port
+		admin_listen: $HOST:$admin
 		upstreams:
 		  - name: main
 		    dsn: postgres://postgres@$HOST:$BENCH_PGPORT/bench
@@ -280,11 +293,12 @@ start_proxy() {
 		    database: bench
 		    schema: public
 	EOF
-	log "starting pgmigrate-proxy on $HOST:$BENCH_PROXY_PORT"
+	log "starting $name ($bin) on $HOST:$port"
 	# Started directly (no wrapper) so that $! is the proxy's own pid.
-	"$PROXY_BIN" --config "$DATA/proxy.yaml" >"$DATA/proxy.log" 2>&1 &
-	PROXY_PID=$!
-	wait_port "$BENCH_PROXY_PORT" "$PROXY_PID" pgmigrate-proxy "$DATA/proxy.log"
+	"$bin" --config "$DATA/$name.yaml" >"$DATA/$name.log" 2>&1 &
+	pid=$!
+	wait_port "$port" "$pid" "$name" "$DATA/$name.log" >&2
+	echo "$pid"
 }
 
 start_pgbouncer() {
@@ -447,10 +461,32 @@ report() {
 					"$(ratio "$tp" "$td" %.2f)" "$(ratio "$tp" "$tb" %.2f)" "$(ratio "$up" "$ub" %.2f)"
 			done
 		done
+		has_target baseline && baseline_report
 		echo
 		echo "Raw runs: bench/.data/raw.csv"
 		[[ $FAILED_RUNS -eq 0 ]] || echo "**$FAILED_RUNS run(s) failed** (status column of raw.csv; logs in bench/.data/runs/)"
 	} | tee "$RESULTS"
+}
+
+# baseline_report compares the proxy with the baseline build.
+baseline_report() {
+	local mode c tp tb up ub
+	echo
+	echo "Against the baseline build ($BENCH_BASELINE_BIN):"
+	echo
+	echo "| mode | clients | TPS proxy | TPS baseline | CPU µs/txn proxy | CPU µs/txn baseline | proxy/baseline TPS | proxy/baseline CPU/txn |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	for mode in $BENCH_MODES; do
+		for c in $BENCH_CLIENTS; do
+			tp=$(med "$mode" "$c" proxy tps)
+			tb=$(med "$mode" "$c" baseline tps)
+			up=$(med "$mode" "$c" proxy cpu_us_per_txn)
+			ub=$(med "$mode" "$c" baseline cpu_us_per_txn)
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$mode" "$c" \
+				"$(fmt %.0f "$tp")" "$(fmt %.0f "$tb")" "$(fmt %.1f "$up")" "$(fmt %.1f "$ub")" \
+				"$(ratio "$tp" "$tb" %.2f)" "$(ratio "$up" "$ub" %.2f)"
+		done
+	done
 }
 
 # ---------------------------------------------------------------------------
@@ -464,7 +500,12 @@ main() {
 	check_ports_free
 	start_cluster
 	start_pgbouncer
-	start_proxy
+	if has_target proxy; then
+		PROXY_PID=$(start_proxy proxy "$PROXY_BIN" "$BENCH_PROXY_PORT" "$BENCH_ADMIN_PORT")
+	fi
+	if has_target baseline; then
+		BASELINE_PID=$(start_proxy baseline "$BENCH_BASELINE_BIN" "$BENCH_BASELINE_PORT" "$BENCH_BASELINE_ADMIN_PORT")
+	fi
 	log "checking and warming up targets"
 	smoke_targets
 	run_matrix
