@@ -115,6 +115,15 @@ func queryStrings(t testing.TB, conn *pgx.Conn, sql string, args ...any) []strin
 
 // tableColumns lists the columns of schema.table ("name type", in order)
 // as the cluster has them; none if the table does not exist.
+// wantColumns fails t unless schema.table has exactly the columns want
+// ("name type", in order); none means the table does not exist.
+func wantColumns(t testing.TB, conn *pgx.Conn, schema, table string, want ...string) {
+	t.Helper()
+	if got := tableColumns(t, conn, schema, table); !slices.Equal(got, want) {
+		t.Fatalf("%s.%s has columns %q, want %q", schema, table, got, want)
+	}
+}
+
 func tableColumns(t testing.TB, conn *pgx.Conn, schema, table string) []string {
 	t.Helper()
 	return queryStrings(t, conn, `
