@@ -2,7 +2,6 @@ package intercept
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -56,13 +55,4 @@ func (h *Handler) runTenant(ctx context.Context, upstream, org string, call *Cal
 		return failed.rows[0], fmt.Sprintf("%s: failed: %v", org, err)
 	}
 	return rs.rows[0], fmt.Sprintf("%s: %s", org, *rs.rows[0][0])
-}
-
-// sqlState is err's SQLSTATE, XX000 if it has none.
-func sqlState(err error) string {
-	var coded interface{ SQLState() string }
-	if errors.As(err, &coded) {
-		return coded.SQLState()
-	}
-	return "XX000"
 }

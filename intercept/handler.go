@@ -176,28 +176,39 @@ func migrator(ctx context.Context, eng *engine.Engine, list []string, user strin
 	return false, nil
 }
 
-// errorResponse appends the ErrorResponse of err to out: the one place a
-// command's error becomes a message. PostgreSQL's own errors keep their
-// fields; the engine's and the handler's carry SQLSTATE, DETAIL and HINT.
-func errorResponse(out []byte, err error) []byte {
-	er := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "XX000", Message: err.Error()}
+// ErrorResponse is the one place an error becomes an ErrorResponse, for
+// the proxy's own errors as for commands'. PostgreSQL's errors keep their
+// fields; others give their SQLState and, if they have them, Detail and
+// Hint; an error without a SQLSTATE is an internal error (XX000).
+func ErrorResponse(severity string, err error) *pgproto3.ErrorResponse {
+	er := &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: sqlState(err), Message: strings.TrimSpace(err.Error())}
 	var pgErr *pgconn.PgError
-	var coded interface{ SQLState() string }
-	switch {
-	case errors.As(err, &pgErr):
-		er.Code, er.Message, er.Detail, er.Hint = pgErr.Code, pgErr.Message, pgErr.Detail, pgErr.Hint
-	case errors.As(err, &coded):
-		er.Code = coded.SQLState()
-		var d interface{ Detail() string }
-		if errors.As(err, &d) {
-			er.Detail = d.Detail()
-		}
-		var h interface{ Hint() string }
-		if errors.As(err, &h) {
-			er.Hint = h.Hint()
-		}
+	if errors.As(err, &pgErr) {
+		er.Message, er.Detail, er.Hint = pgErr.Message, pgErr.Detail, pgErr.Hint
+		return er
 	}
-	er.Message = strings.TrimSpace(er.Message)
-	out, _ = er.Encode(out)
+	var d interface{ Detail() string }
+	if errors.As(err, &d) {
+		er.Detail = d.Detail()
+	}
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		er.Hint = h.Hint()
+	}
+	return er
+}
+
+// errorResponse appends the ERROR of a command that failed to out.
+func errorResponse(out []byte, err error) []byte {
+	out, _ = ErrorResponse("ERROR", err).Encode(out)
 	return out
+}
+
+// sqlState is err's SQLSTATE, XX000 if it has none.
+func sqlState(err error) string {
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		return coded.SQLState()
+	}
+	return "XX000"
 }

@@ -134,7 +134,8 @@ func NewRouter(cfg *Config) (*Router, error) {
 
 // Update replaces the router's upstreams, tenants and admins with cfg's.
 func (r *Router) Update(cfg *Config) error {
-	rt := &routes{registry: StaticRegistry{}, rules: cfg.Policy}
+	reg := StaticRegistry{}
+	rt := &routes{registry: reg, rules: cfg.Policy}
 	for _, u := range cfg.Upstreams {
 		t, err := parseUpstream(u)
 		if err != nil {
@@ -142,7 +143,6 @@ func (r *Router) Update(cfg *Config) error {
 		}
 		rt.upstreams = append(rt.upstreams, t)
 	}
-	reg := rt.registry.(StaticRegistry)
 	for _, t := range cfg.Tenants {
 		reg[t.Org] = Tenant(t)
 		rt.tenants = append(rt.tenants, Tenant(t))

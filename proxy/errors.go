@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"errors"
-
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 )
 
 // sqlStater is an error that knows its SQLSTATE. Errors from package policy,
@@ -21,6 +21,7 @@ type fatal struct {
 
 func (e *fatal) Error() string    { return e.msg }
 func (e *fatal) SQLState() string { return e.code }
+func (e *fatal) Detail() string   { return e.detail }
 
 // Errors the proxy reports in its own words.
 var (
@@ -30,17 +31,5 @@ var (
 	errUpstreamLost = &fatal{code: "08006", msg: "lost the connection to the upstream server"}
 )
 
-// errorResponse is the one place an error becomes an ErrorResponse. Errors
-// without a SQLSTATE of their own are internal errors (XX000).
-func errorResponse(severity string, err error) *pgproto3.ErrorResponse {
-	er := &pgproto3.ErrorResponse{Severity: severity, SeverityUnlocalized: severity, Code: "XX000", Message: err.Error()}
-	var s sqlStater
-	if errors.As(err, &s) {
-		er.Code = s.SQLState()
-	}
-	var f *fatal
-	if errors.As(err, &f) {
-		er.Detail = f.detail
-	}
-	return er
-}
+// errorResponse is the FATAL that ends a session because of err.
+func errorResponse(err error) *pgproto3.ErrorResponse { return intercept.ErrorResponse("FATAL", err) }

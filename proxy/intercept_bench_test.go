@@ -62,7 +62,6 @@ func clientTraffic(b *testing.B) ([]byte, int) {
 func BenchmarkRelayIntercepting(b *testing.B) {
 	rd := benchClientRelay(b, func(rd *reader) {
 		rd.track = &tracker{}
-		rd.fromClient = true
 		rd.take = (&intercept.Handler{}).Take
 		rd.conv = &intercept.Conversation{}
 	})

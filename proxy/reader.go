@@ -36,14 +36,13 @@ type reader struct {
 	// its length, and before a message that must wait for the taken ones
 	// (batch) to be answered, with answer set. need is the length of a
 	// message the scan waits to see whole.
-	track      *tracker
-	fromClient bool
-	take       func(sql []byte) bool
-	conv       *intercept.Conversation
-	batch      [][]byte
-	taken      int
-	answer     bool
-	need       int
+	track  *tracker
+	take   func(sql []byte) bool
+	conv   *intercept.Conversation
+	batch  [][]byte
+	taken  int
+	answer bool
+	need   int
 	// discard is set when an answered migrate message failed: like
 	// PostgreSQL, the proxy then drops what the client sends up to the
 	// next Sync. drop marks the message taken only to be dropped.
@@ -255,14 +254,8 @@ func (rd *reader) scan(maxBody int) (int, error) {
 // messages taken so far are answered.
 func (rd *reader) observe(p, n int) bool {
 	typ := rd.buf[p]
-	if !rd.fromClient {
+	if rd.take == nil { // the upstream's reader
 		rd.observeUpstream(typ, p)
-		return false
-	}
-	if rd.take == nil {
-		if typ == 'Q' || typ == 'S' || typ == 'F' {
-			rd.track.owed.Add(1)
-		}
 		return false
 	}
 	if rd.discard && typ != 'S' {

@@ -53,12 +53,10 @@ type session struct {
 	key         pgproto3.BackendKeyData
 	upstreamKey pgproto3.BackendKeyData
 	track       tracker
-	// clientMu serialises writes to the client when the pumps relay and
-	// migrate commands are answered; notify sends a message to the client
-	// while a command runs, by whichever relay is on.
-	clientMu sync.Mutex
-	notify   func(msg []byte)
-	out      []byte // messages for the client not yet written
+	// notify sends a message to the client while a migrate command runs,
+	// by whichever relay is on.
+	notify func(msg []byte)
+	out    []byte // messages for the client not yet written
 
 	mu       sync.Mutex
 	relaying bool
@@ -137,7 +135,7 @@ func (s *session) reject(err error) {
 	}
 	s.log.Warn("connection refused", keyError, err.Error(), keySQLState, st.SQLState())
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	s.send(errorResponse("FATAL", err))
+	s.send(errorResponse(err))
 	s.flush()
 }
 
@@ -436,7 +434,6 @@ func (s *session) relay(ctx context.Context) error {
 	}
 	if s.srv.cfg.Migrator != nil {
 		s.cl.track, s.up.track = &s.track, &s.track
-		s.cl.fromClient = true
 		s.cl.take = s.srv.cfg.Migrator.Take
 		s.cl.conv = &intercept.Conversation{}
 	}
@@ -474,7 +471,7 @@ func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 
 // serveTaken answers taken messages for the pumps, once the upstream has
 // answered everything sent before them.
-func (s *session) serveTaken(ctx context.Context, batch [][]byte) error {
+func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]byte) error {
 	if s.track.ext.Load() > 0 {
 		if _, err := s.upstream.Write(flushMessage); err != nil {
 			return writeError{err}
@@ -486,10 +483,7 @@ func (s *session) serveTaken(ctx context.Context, batch [][]byte) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	resp := s.answer(ctx, batch)
-	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	_, err := s.client.Write(resp)
+	_, err := toClient.Write(s.answer(ctx, batch))
 	return err
 }
 
@@ -510,9 +504,11 @@ func (s *session) relayPumps(ctx context.Context) error {
 	m := s.srv.metrics
 	var toClient io.Writer = s.client
 	if s.cl.take != nil {
-		locked := lockedWriter{&s.clientMu, s.client}
+		// The upstream's pump and the answers of migrate commands both
+		// write to the client.
+		locked := lockedWriter{&sync.Mutex{}, s.client}
 		toClient = locked
-		s.cl.onAnswer = func(batch [][]byte) error { return s.serveTaken(ctx, batch) }
+		s.cl.onAnswer = func(batch [][]byte) error { return s.serveTaken(ctx, locked, batch) }
 		s.notify = func(msg []byte) { locked.Write(msg) }
 	}
 	fromClient := make(chan error, 1)
@@ -570,6 +566,6 @@ func (s *session) farewell(cause error) []byte {
 	if cause == nil || !s.up.atBoundary() || s.up.lastType == 'E' {
 		return nil
 	}
-	msg, _ := errorResponse("FATAL", cause).Encode(nil)
+	msg, _ := errorResponse(cause).Encode(nil)
 	return msg
 }
