@@ -19,6 +19,14 @@
 //     arguments by name plus the org, dry_run and confirm options that
 //     every procedure takes.
 //
+// Handler runs what the proxy takes: Query answers a simple Query, Extended
+// answers the Parse/Bind/Describe/Execute/Close/Sync of migrate statements
+// that a session's Conversation took, in order. Either way the command is
+// checked against the policy, run on the engine of the session's upstream
+// (or of every tenant's, for org => '*') in a span of its own, and encoded
+// as RowDescription, DataRows and CommandComplete, or as the one
+// ErrorResponse that ErrorResponse builds.
+//
 // Parse and Bind report problems as *Error, which carries the SQLSTATE,
 // message, DETAIL and HINT of a PostgreSQL ErrorResponse: 42601 for a
 // malformed command, 42883 for an unknown procedure, 0A000 for a migrate

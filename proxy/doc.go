@@ -14,12 +14,20 @@
 //     MD5, SCRAM-SHA-256, with -PLUS mechanisms withdrawn) so PostgreSQL stays
 //     the authority on passwords. The upstream's BackendKeyData is replaced by
 //     a random key of the proxy's own, which CancelRequest is checked against.
-//  3. Relay: two pumps copy bytes in each direction. They read into a reused
-//     buffer and track message boundaries from the 5-byte headers, forwarding
-//     everything else untouched and without per-message allocation; the
-//     boundaries are what lets the proxy enforce the maximum message size
-//     and close a session with a clean ErrorResponse.
-//  4. End: the first side to fail ends the session; the client is told why
+//  3. Relay: plain sessions are relayed by an epoll loop on one locked OS
+//     thread (poll_linux.go), TLS sessions by a goroutine per direction. Both
+//     read into a reused buffer and track message boundaries from the 5-byte
+//     headers, forwarding runs of bytes untouched and without per-message
+//     allocation; the boundaries are what lets the proxy enforce the maximum
+//     message size and close a session with a clean ErrorResponse.
+//  4. Interception, with a Migrator: each Query and Parse is seen whole and
+//     its SQL checked (Migrator.Take); a migrate command, and the Bind,
+//     Describe, Execute, Close and Sync that refer to it, are taken off the
+//     wire and answered by the Migrator once the upstream has answered what
+//     came before (a tracker counts what it owes; inside a pipeline a Flush
+//     is sent to get those answers). The upstream is not read meanwhile, so
+//     every answer keeps its place.
+//  5. End: the first side to fail ends the session; the client is told why
 //     with an ErrorResponse when the stream is at a message boundary.
 //
 // Serve runs the accept loop until its context ends or Shutdown is called;
