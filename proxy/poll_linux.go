@@ -37,7 +37,7 @@ type pollEnd struct {
 	rel     *pollRelay
 	maxBody int
 	sent    *atomic.Int64
-	p       int    // rd.buf[rd.r:p] is scanned and waiting to be written
+	p       int    // rd.buf[rd.r:p] is scanned and waiting to be written; kept at rd.r or beyond
 	bad     error  // a bad header found by the scan, reported once p is written
 	blocked bool   // the peer's socket is full: wait for EPOLLOUT
 	paused  bool   // reading stops while a migrate command is answered
@@ -154,8 +154,8 @@ func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) 
 	s.upstream.Close()
 	m := s.srv.metrics
 	rel := &pollRelay{ctx: ctx, s: s, done: make(chan error, 1)}
-	rel.client = &pollEnd{fd: cfd, rd: s.cl, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
-	rel.upstream = &pollEnd{fd: ufd, rd: s.up, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
+	rel.client = &pollEnd{fd: cfd, rd: s.cl, p: s.cl.r, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
+	rel.upstream = &pollEnd{fd: ufd, rd: s.up, p: s.up.r, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
 	rel.client.peer, rel.upstream.peer = rel.upstream, rel.client
 	s.notify = func(msg []byte) {
 		pl.post(func() {
@@ -268,7 +268,7 @@ func (e *pollEnd) flush() {
 	if !ok {
 		return
 	}
-	n, ok = e.writeOut(rd.buf[rd.r:max(rd.r, e.p)])
+	n, ok = e.writeOut(rd.buf[rd.r:e.p])
 	rd.r += n
 	e.sent.Add(int64(n))
 	if !ok {
@@ -280,7 +280,9 @@ func (e *pollEnd) flush() {
 		return
 	}
 	if rd.stopped() {
-		if batch := rd.takeMessage(); batch != nil {
+		batch := rd.takeMessage()
+		e.p = rd.r
+		if batch != nil {
 			e.rel.take(batch)
 			return
 		}
