@@ -294,8 +294,11 @@ start_proxy() {
 		    schema: public
 	EOF
 	log "starting $name ($bin) on $HOST:$port"
-	# Started directly (no wrapper) so that $! is the proxy's own pid.
-	"$bin" --config "$DATA/$name.yaml" >"$DATA/$name.log" 2>&1 &
+	# In a session of its own, as PgBouncer (-d) and PostgreSQL (pg_ctl)
+	# are: with autogroup scheduling (sched_autogroup_enabled=1) a session
+	# shares its CPU with pgbench otherwise. setsid does not fork here (we
+	# are no process group leader), so $! is the proxy's own pid.
+	setsid "$bin" --config "$DATA/$name.yaml" >"$DATA/$name.log" 2>&1 </dev/null &
 	pid=$!
 	wait_port "$port" "$pid" "$name" "$DATA/$name.log" >&2
 	echo "$pid"
