@@ -123,13 +123,18 @@ median() {
 # fmt FORMAT VALUE: printf VALUE, or "n/a" if it is empty.
 fmt() { if [[ -n $2 ]]; then printf "$1" "$2"; else printf 'n/a'; fi; }
 
-# ratio A B FORMAT: A/B, or "n/a".
-ratio() {
-	if [[ -n $1 && -n $2 ]] && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
-		awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, a / b }'
-	else
-		printf 'n/a'
-	fi
+# pratio MODE CLIENTS A B COLUMN: the median over rounds of A's COLUMN over
+# B's in the same round, or "n/a". Runs of one round follow each other, so
+# each ratio compares two targets under the same conditions; the machine's
+# drift from round to round cancels out.
+pratio() {
+	local r
+	r=$(awk -F, -v m="$1" -v c="$2" -v a="$3" -v b="$4" -v col="$5" '
+		NR == 1 { for (i = 1; i <= NF; i++) idx[$i] = i; next }
+		$2 == m && $3 == c && $12 == "ok" && $4 == a { va[$1] = $idx[col] }
+		$2 == m && $3 == c && $12 == "ok" && $4 == b { vb[$1] = $idx[col] }
+		END { for (k in va) if ((k in vb) && vb[k] > 0) print va[k] / vb[k] }' "$RAW" | median)
+	fmt %.2f "$r"
 }
 
 port_of() {
@@ -461,7 +466,9 @@ report() {
 					"$(fmt %.3f "$ld")" "$(fmt %.3f "$lp")" "$(fmt %.3f "$lb")" \
 					"$(fmt %.2f "$cp")" "$(fmt %.2f "$cb")" \
 					"$(fmt %.1f "$up")" "$(fmt %.1f "$ub")" \
-					"$(ratio "$tp" "$td" %.2f)" "$(ratio "$tp" "$tb" %.2f)" "$(ratio "$up" "$ub" %.2f)"
+					"$(pratio "$mode" "$c" proxy direct tps)" \
+					"$(pratio "$mode" "$c" proxy pgbouncer tps)" \
+					"$(pratio "$mode" "$c" proxy pgbouncer cpu_us_per_txn)"
 			done
 		done
 		has_target baseline && baseline_report
@@ -487,7 +494,8 @@ baseline_report() {
 			ub=$(med "$mode" "$c" baseline cpu_us_per_txn)
 			printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$mode" "$c" \
 				"$(fmt %.0f "$tp")" "$(fmt %.0f "$tb")" "$(fmt %.1f "$up")" "$(fmt %.1f "$ub")" \
-				"$(ratio "$tp" "$tb" %.2f)" "$(ratio "$up" "$ub" %.2f)"
+				"$(pratio "$mode" "$c" proxy baseline tps)" \
+				"$(pratio "$mode" "$c" proxy baseline cpu_us_per_txn)"
 		done
 	done
 }

@@ -14,8 +14,8 @@
 //     MD5, SCRAM-SHA-256, with -PLUS mechanisms withdrawn) so PostgreSQL stays
 //     the authority on passwords. The upstream's BackendKeyData is replaced by
 //     a random key of the proxy's own, which CancelRequest is checked against.
-//  3. Relay: plain sessions are relayed by an epoll loop run by one
-//     goroutine (poll_linux.go), TLS sessions by a goroutine per direction. Both
+//  3. Relay: plain sessions are relayed by an epoll loop on one locked OS
+//     thread (poll_linux.go), TLS sessions by a goroutine per direction. Both
 //     read into a reused buffer and track message boundaries from the 5-byte
 //     headers, forwarding runs of bytes untouched and without per-message
 //     allocation; the boundaries are what lets the proxy enforce the maximum
