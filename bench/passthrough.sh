@@ -123,16 +123,17 @@ median() {
 # fmt FORMAT VALUE: printf VALUE, or "n/a" if it is empty.
 fmt() { if [[ -n $2 ]]; then printf "$1" "$2"; else printf 'n/a'; fi; }
 
-# pratio MODE CLIENTS A B COLUMN: the median over rounds of A's COLUMN over
-# B's in the same round, or "n/a". Runs of one round follow each other, so
-# each ratio compares two targets under the same conditions; the machine's
-# drift from round to round cancels out.
+# pratio MODE CLIENTS A B COLUMN: the median of A's COLUMN over B's in the
+# same round and cell, or "n/a"; CLIENTS "*" pools every client count. Runs
+# of one cell follow each other, so each ratio compares two targets under
+# the same conditions, and the machine's drift from round to round cancels.
 pratio() {
 	local r
 	r=$(awk -F, -v m="$1" -v c="$2" -v a="$3" -v b="$4" -v col="$5" '
 		NR == 1 { for (i = 1; i <= NF; i++) idx[$i] = i; next }
-		$2 == m && $3 == c && $12 == "ok" && $4 == a { va[$1] = $idx[col] }
-		$2 == m && $3 == c && $12 == "ok" && $4 == b { vb[$1] = $idx[col] }
+		$2 != m || (c != "*" && $3 != c) || $12 != "ok" { next }
+		$4 == a { va[$1 "/" $3] = $idx[col] }
+		$4 == b { vb[$1 "/" $3] = $idx[col] }
 		END { for (k in va) if ((k in vb) && vb[k] > 0) print va[k] / vb[k] }' "$RAW" | median)
 	fmt %.2f "$r"
 }
@@ -471,11 +472,28 @@ report() {
 					"$(pratio "$mode" "$c" proxy pgbouncer cpu_us_per_txn)"
 			done
 		done
+		mode_summary proxy pgbouncer
 		has_target baseline && baseline_report
 		echo
 		echo "Raw runs: bench/.data/raw.csv"
 		[[ $FAILED_RUNS -eq 0 ]] || echo "**$FAILED_RUNS run(s) failed** (status column of raw.csv; logs in bench/.data/runs/)"
 	} | tee "$RESULTS"
+}
+
+# mode_summary A B: per mode, the median of A/B over every client count and
+# round.
+mode_summary() {
+	local mode
+	has_target "$1" && has_target "$2" || return 0
+	echo
+	echo "Per mode, all client counts and rounds pooled (medians of per-run ratios):"
+	echo
+	echo "| mode | $1/$2 TPS | $1/$2 CPU/txn |"
+	echo "|---|---:|---:|"
+	for mode in $BENCH_MODES; do
+		printf '| %s | %s | %s |\n' "$mode" \
+			"$(pratio "$mode" '*' "$1" "$2" tps)" "$(pratio "$mode" '*' "$1" "$2" cpu_us_per_txn)"
+	done
 }
 
 # baseline_report compares the proxy with the baseline build.
@@ -498,6 +516,7 @@ baseline_report() {
 				"$(pratio "$mode" "$c" proxy baseline cpu_us_per_txn)"
 		done
 	done
+	mode_summary proxy baseline
 }
 
 # ---------------------------------------------------------------------------
