@@ -183,9 +183,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	set +e
-	stop_pid "$PROXY_PID" pgmigrate-proxy
-	stop_pid "$BASELINE_PID" "baseline pgmigrate-proxy"
-	stop_pid "$BOUNCER_PID" pgbouncer
+	stop_targets
 	if [[ $PG_STARTED -eq 1 ]]; then
 		log "stopping PostgreSQL"
 		as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1
@@ -348,6 +346,27 @@ start_pgbouncer() {
 	wait_port "$BENCH_BOUNCER_PORT" "$BOUNCER_PID" pgbouncer "$DATA/pgbouncer.log"
 }
 
+# start_targets starts PgBouncer and the proxies, then checks and warms up
+# every target.
+start_targets() {
+	start_pgbouncer
+	if has_target proxy; then
+		PROXY_PID=$(start_proxy proxy "$PROXY_BIN" "$BENCH_PROXY_PORT" "$BENCH_ADMIN_PORT")
+	fi
+	if has_target baseline; then
+		BASELINE_PID=$(start_proxy baseline "$BENCH_BASELINE_BIN" "$BENCH_BASELINE_PORT" "$BENCH_BASELINE_ADMIN_PORT")
+	fi
+	log "checking and warming up targets"
+	smoke_targets
+}
+
+stop_targets() {
+	stop_pid "$PROXY_PID" pgmigrate-proxy
+	stop_pid "$BASELINE_PID" "baseline pgmigrate-proxy"
+	stop_pid "$BOUNCER_PID" pgbouncer
+	PROXY_PID="" BASELINE_PID="" BOUNCER_PID=""
+}
+
 # Check each target answers pgbench before spending time on the matrix, then
 # warm it up (buffer cache, plan caches, the proxy's runtime) unrecorded.
 smoke_targets() {
@@ -409,6 +428,12 @@ run_matrix() {
 	rm -rf "$DATA/runs"
 	mkdir -p "$DATA/runs"
 	for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+		# Fresh processes every round: a process keeps for its lifetime
+		# the luck of its start (its threads' placement, its memory
+		# layout), which set two copies of one binary up to 5% apart
+		# over a whole run.
+		stop_targets
+		start_targets
 		cell=0
 		for mode in $BENCH_MODES; do
 			for c in $BENCH_CLIENTS; do
@@ -529,15 +554,6 @@ main() {
 	stop_stale_cluster
 	check_ports_free
 	start_cluster
-	start_pgbouncer
-	if has_target proxy; then
-		PROXY_PID=$(start_proxy proxy "$PROXY_BIN" "$BENCH_PROXY_PORT" "$BENCH_ADMIN_PORT")
-	fi
-	if has_target baseline; then
-		BASELINE_PID=$(start_proxy baseline "$BENCH_BASELINE_BIN" "$BENCH_BASELINE_PORT" "$BENCH_BASELINE_ADMIN_PORT")
-	fi
-	log "checking and warming up targets"
-	smoke_targets
 	run_matrix
 	report
 	[[ $FAILED_RUNS -eq 0 ]] || exit 2
