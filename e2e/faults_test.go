@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -158,6 +159,28 @@ func TestUpstreamKilled(t *testing.T) {
 	restart()
 	expectRunning(t, p)
 	mustWork(t, p.connect(t, "postgres", "", "acme"))
+}
+
+// TestClientGoneMidResult resets a client's connection while the proxy is
+// held up sending it a large result: that session ends, others carry on.
+func TestClientGoneMidResult(t *testing.T) {
+	tn := newTenants(t, "acme")
+	p := startProxy(t, tn.config(""))
+	healthy := p.connect(t, "postgres", "", "acme")
+	healthyDuring(t, healthy, func() {
+		gone := dialRaw(t, p.addr)
+		gone.login("postgres", "acme")
+		gone.send(&pgproto3.Query{String: "SELECT repeat('x', 1000) FROM generate_series(1, 100000)"})
+		waitFor(t, "the result to fill the client's socket", func() bool {
+			return metrics(t, p)[metricBytesDown] > 1<<20
+		})
+		if err := gone.conn.(*net.TCPConn).SetLinger(0); err != nil {
+			t.Fatal(err)
+		}
+		gone.conn.Close()
+		waitFor(t, "the reset session to end", func() bool { return metrics(t, p)[metricConns] == 1 })
+	})
+	expectRunning(t, p)
 }
 
 // TestUpstreamConnectionCut cuts the TCP connections of one upstream: its

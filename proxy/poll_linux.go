@@ -230,16 +230,12 @@ func dupSocket(conn net.Conn) (int, error) {
 	return fd, errors.Join(err, derr)
 }
 
-// rawIO receives from or sends to a non-blocking socket without telling
-// the Go scheduler: the call never blocks, and announcing it would wake the
-// runtime's monitor thread for nothing. recvfrom and sendto skip the file
-// layer that read and write pass through; MSG_NOSIGNAL turns a send to a
-// closed peer into EPIPE rather than a signal.
-func rawIO(trap uintptr, fd int, b []byte) (int, error) {
-	var flags uintptr
-	if trap == syscall.SYS_SENDTO {
-		flags = syscall.MSG_NOSIGNAL
-	}
+// rawIO receives from (SYS_RECVFROM) or sends to (SYS_SENDTO) a
+// non-blocking socket without telling the Go scheduler: the call never
+// blocks, and announcing it would wake the runtime's monitor thread for
+// nothing. recvfrom and sendto skip the file layer that read and write pass
+// through.
+func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, error) {
 	n, _, errno := syscall.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), flags, 0, 0)
 	if errno != 0 {
 		return int(n), errno
@@ -256,7 +252,7 @@ func (e *pollEnd) readable(events uint32) {
 		return
 	}
 	rd := e.rd
-	n, err := rawIO(syscall.SYS_RECVFROM, e.fd, rd.buf[rd.w:])
+	n, err := rawIO(syscall.SYS_RECVFROM, e.fd, rd.buf[rd.w:], 0)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:
 		return
@@ -323,7 +319,8 @@ func (e *pollEnd) flush() {
 func (e *pollEnd) writeOut(b []byte) (int, bool) {
 	written := 0
 	for written < len(b) {
-		n, err := rawIO(syscall.SYS_SENDTO, e.peer.fd, b[written:])
+		// MSG_NOSIGNAL: a peer gone is EPIPE, not a signal.
+		n, err := rawIO(syscall.SYS_SENDTO, e.peer.fd, b[written:], syscall.MSG_NOSIGNAL)
 		if n > 0 {
 			written += n
 		}
