@@ -38,6 +38,9 @@ func (op *AddField) Validate(opts *Options) error {
 
 func (op *AddField) Plan(s *State) (*Plan, error) {
 	f := op.Field
+	if err := s.managed(op.Model, f); err != nil {
+		return nil, err
+	}
 	if s.Table == nil {
 		return nil, &UnknownModelError{Org: s.Org, Model: op.Model}
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgmigrate/pgmigrate-proxy/internal/pgtest"
 )
 
@@ -382,21 +381,12 @@ func createItemTenants(b *testing.B, db *testDB) []string {
 	return orgs
 }
 
-// engineWithConns is an engine on db with a pool of n connections, so n
-// workers each get one (a default pool has max(4, cores)).
+// engineWithConns is an engine on db with a pool of two connections per
+// worker, as each Apply holds two (the tenant's lock and its work); a
+// default pool has max(4, cores).
 func engineWithConns(b *testing.B, db *testDB, n int, opts Options) *Engine {
 	b.Helper()
-	cfg, err := pgxpool.ParseConfig(cluster.DSN(pgtest.Superuser, db.name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = int32(n)
-	pool, err := pgxpool.NewWithConfig(b.Context(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	return New(pool, opts)
+	return New(newPool(b, cluster.DSN(pgtest.Superuser, db.name), int32(2*n)), opts)
 }
 
 // applyToTenants applies op to every org with tenantWorkers workers, checks

@@ -49,14 +49,29 @@ CREATE TABLE pgmigrate.history (
 	applied_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX ON pgmigrate.history (org, model, id);
+`, `
+CREATE TABLE pgmigrate.locks (org text PRIMARY KEY);
+REVOKE ALL ON SCHEMA pgmigrate FROM PUBLIC;
+ALTER TABLE pgmigrate.history ADD COLUMN application text;
 `}
 
 // Init creates the metadata catalog (schema pgmigrate) or upgrades it to
-// this engine's version. Engines starting at once serialise on an advisory
-// lock. Apply and Plan call it on first use.
+// this engine's version. A catalog already current is only read. Creating
+// or upgrading it takes an advisory lock, so that engines starting at once
+// serialise; the wait for it is bounded by the lock timeout, so that a
+// session holding the key makes Init fail with 55P03 instead of hanging.
+// Apply and Plan call it on first use.
 func (e *Engine) Init(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(catalogLockKey)); err != nil {
+	var version int
+	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) (err error) {
+		version, err = catalogVersion(ctx, tx)
+		return err
+	})
+	if err != nil || version == len(catalogVersions) {
+		return err
+	}
+	return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock($1)", int64(catalogLockKey)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgmigrate;
@@ -64,24 +79,35 @@ CREATE TABLE IF NOT EXISTS pgmigrate.version (version int NOT NULL);`)
 		if err != nil {
 			return err
 		}
-		var version int
-		err = tx.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM pgmigrate.version").Scan(&version)
-		if err != nil {
+		current, err := catalogVersion(ctx, tx)
+		if err != nil || current == len(catalogVersions) {
 			return err
 		}
-		if version > len(catalogVersions) {
-			return fmt.Errorf("engine: metadata catalog version %d is newer than this engine's %d", version, len(catalogVersions))
-		}
-		for v := version; v < len(catalogVersions); v++ {
+		for v := current; v < len(catalogVersions); v++ {
 			if _, err := tx.Exec(ctx, catalogVersions[v]); err != nil {
 				return fmt.Errorf("engine: upgrading the metadata catalog to version %d: %w", v+1, err)
 			}
 		}
-		if version < len(catalogVersions) {
-			_, err = tx.Exec(ctx, "DELETE FROM pgmigrate.version; INSERT INTO pgmigrate.version VALUES ("+itoa(len(catalogVersions))+")")
-		}
+		_, err = tx.Exec(ctx, "DELETE FROM pgmigrate.version; INSERT INTO pgmigrate.version VALUES ("+itoa(len(catalogVersions))+")")
 		return err
 	})
+}
+
+// catalogVersion is the version of the metadata catalog, 0 if there is
+// none; a version newer than this engine's is an error.
+func catalogVersion(ctx context.Context, q querier) (int, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT pg_catalog.to_regclass('pgmigrate.version') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var version int
+	if err := q.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM pgmigrate.version").Scan(&version); err != nil {
+		return 0, err
+	}
+	if version > len(catalogVersions) {
+		return 0, fmt.Errorf("engine: metadata catalog version %d is newer than this engine's %d", version, len(catalogVersions))
+	}
+	return version, nil
 }
 
 // querier is what reading the catalog needs: a connection or transaction.
@@ -91,11 +117,11 @@ type querier interface {
 }
 
 // tenantSchema returns the org's schema: its registration in
-// pgmigrate.tenants, else the schema named like the org.
-func tenantSchema(ctx context.Context, q querier, org string) (schema string, registered bool, err error) {
+// pgmigrate.tenants, else unregistered.
+func tenantSchema(ctx context.Context, q querier, org, unregistered string) (schema string, registered bool, err error) {
 	err = q.QueryRow(ctx, "SELECT schema FROM pgmigrate.tenants WHERE org = $1", org).Scan(&schema)
 	if err == pgx.ErrNoRows {
-		return org, false, nil
+		return unregistered, false, nil
 	}
 	return schema, err == nil, err
 }

@@ -6,9 +6,13 @@ import (
 	"strings"
 )
 
-// CreateModel creates a model's table. A field named id is the primary key
-// unless another field says primaryKey. If the table exists with the same
-// columns the operation is in place; with other columns it is a conflict.
+// CreateModel creates a model's table, owned by the engine's role, and
+// grants the tenant role SELECT, INSERT, UPDATE, DELETE, TRUNCATE and
+// REFERENCES on it in the same transaction: the tenant's users may use the
+// table at once, and cannot alter or drop it. (The engine creates no
+// sequences.) A field named id is the primary key unless another field
+// says primaryKey. If the table exists with the same columns the operation
+// is in place; with other columns it is a conflict.
 type CreateModel struct {
 	Model  string
 	Fields []FieldSpec
@@ -63,13 +67,19 @@ func (op *CreateModel) fields() []FieldSpec {
 
 func (op *CreateModel) Plan(s *State) (*Plan, error) {
 	fields := op.fields()
+	if err := s.managed(op.Model, fields...); err != nil {
+		return nil, err
+	}
 	if s.Table == nil {
 		defs := make([]string, len(fields))
 		for i, f := range fields {
 			defs[i] = columnDef(s.Schema, f)
 		}
-		create := "CREATE TABLE " + qualified(s.Schema, op.Model) + " (" + strings.Join(defs, ", ") + ")"
-		return &Plan{Phases: []Phase{{Statements: []string{create}}}, Model: &Model{Name: op.Model, Fields: fields}}, nil
+		statements := []string{"CREATE TABLE " + qualified(s.Schema, op.Model) + " (" + strings.Join(defs, ", ") + ")"}
+		if s.Role != "" {
+			statements = append(statements, grantTable(s.Schema, op.Model, s.Role))
+		}
+		return &Plan{Phases: []Phase{{Statements: statements}}, Model: &Model{Name: op.Model, Fields: fields}}, nil
 	}
 	if diff := tableDiff(s.Schema, s.Table, fields); len(diff) > 0 {
 		return nil, &ModelConflictError{Model: op.Model, Diff: strings.Join(diff, "; ")}

@@ -1,13 +1,52 @@
 package engine
 
-// CreateTenant provisions a tenant: its schema, and a role named like the
-// org (NOLOGIN; grant it to the tenant's users) that may use the schema
-// and read and write the tables and sequences the engine creates in it.
-// A tenant whose schema exists is in place, and gets registered. The role
-// is created unconditionally: if a role of that name exists, the operation
-// fails with 42710 and changes nothing.
+import (
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// CreateTenant provisions a tenant, or adopts one whose schema exists
+// without changing any data. It makes what is missing of:
+//
+//   - the schema, owned by the engine's role;
+//   - the tenant role, named like the org (NOLOGIN; grant it to the
+//     tenant's users); a role of that name that exists is taken as it is;
+//   - the role's USAGE on the schema, and CREATE unless NoCreate (with
+//     NoCreate, a CREATE it holds is revoked);
+//   - the engine role's default privileges in the schema, which give the
+//     role SELECT, INSERT, UPDATE, DELETE, TRUNCATE and REFERENCES on every
+//     table the engine creates there (USAGE, SELECT and UPDATE on
+//     sequences), and the same privileges on the tables of the schema the
+//     engine owns already;
+//   - the registration in pgmigrate.tenants.
+//
+// A tenant with all of it in place is unchanged.
+//
+// With Login it also makes the login role <org>_login, a member of the
+// tenant role, with a random password that the result returns this once.
+// PostgreSQL gets only the password's SCRAM-SHA-256 verifier, computed by
+// the engine, and results, history, logs and spans show it redacted. A
+// login role that exists is left as it is, and no password is returned.
 type CreateTenant struct {
 	Org string
+	// Schema is the schema of an org not registered yet; "" means the
+	// schema named like the org.
+	Schema string
+	// Login makes the tenant's login role.
+	Login bool
+	// NoCreate keeps the tenant role from creating objects in its schema
+	// (raw_ddl: deny).
+	NoCreate bool
+
+	// secret is the login role's password, drawn by Validate, so that
+	// every attempt of one Apply offers the same.
+	secret secret
 }
 
 var _ Operation = (*CreateTenant)(nil)
@@ -16,21 +55,121 @@ func (op *CreateTenant) Kind() string { return "create_tenant" }
 
 func (op *CreateTenant) Target() (model, field string) { return "", "" }
 
-func (op *CreateTenant) Validate(*Options) error { return checkOrg(op.Org) }
+func (op *CreateTenant) unregisteredSchema() string {
+	if op.Schema == "" {
+		return op.Org
+	}
+	return op.Schema
+}
+
+// Validate checks the org and schema names and, with Login, the login
+// role's name, and draws the login role's password.
+func (op *CreateTenant) Validate(*Options) error {
+	if err := checkOrg(op.Org); err != nil {
+		return err
+	}
+	if s := op.unregisteredSchema(); !orgName.MatchString(s) || s == "pgmigrate" || s == "information_schema" || strings.HasPrefix(s, "pg_") {
+		return &InvalidSpecError{Reason: strconv.Quote(s) + " cannot be a tenant's schema"}
+	}
+	if !op.Login {
+		return nil
+	}
+	if login := loginName(op.Org); len(login) > maxIdentifierLength {
+		return &InvalidSpecError{Reason: fmt.Sprintf("the login role name %q is longer than %d bytes", login, maxIdentifierLength)}
+	}
+	var err error
+	op.secret, err = newSecret()
+	return err
+}
 
 func (op *CreateTenant) Plan(s *State) (*Plan, error) {
-	if s.SchemaExists {
-		return &Plan{AddTenant: true}, nil
-	}
 	schema, role := ident(s.Schema), ident(op.Org)
-	return &Plan{
-		Phases: []Phase{{Statements: []string{
-			"CREATE SCHEMA " + schema,
-			"CREATE ROLE " + role + " NOLOGIN",
-			"GRANT USAGE, CREATE ON SCHEMA " + schema + " TO " + role,
-			"ALTER DEFAULT PRIVILEGES IN SCHEMA " + schema + " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO " + role,
-			"ALTER DEFAULT PRIVILEGES IN SCHEMA " + schema + " GRANT USAGE, SELECT ON SEQUENCES TO " + role,
-		}}},
-		AddTenant: true,
-	}, nil
+	var statements []string
+	add := func(sql string) { statements = append(statements, sql) }
+	if !s.SchemaExists {
+		add("CREATE SCHEMA " + schema)
+	}
+	if s.Role == "" {
+		add("CREATE ROLE " + role + " NOLOGIN")
+	}
+	g := s.Grants
+	switch {
+	case !op.NoCreate && !(g.Usage && g.Create):
+		add("GRANT USAGE, CREATE ON SCHEMA " + schema + " TO " + role)
+	case op.NoCreate && !g.Usage:
+		add("GRANT USAGE ON SCHEMA " + schema + " TO " + role)
+	}
+	if op.NoCreate && g.Create {
+		add("REVOKE CREATE ON SCHEMA " + schema + " FROM " + role)
+	}
+	if !g.DefaultTables {
+		add("ALTER DEFAULT PRIVILEGES IN SCHEMA " + schema + " GRANT " + strings.Join(tablePrivileges, ", ") + " ON TABLES TO " + role)
+	}
+	if !g.DefaultSequences {
+		add("ALTER DEFAULT PRIVILEGES IN SCHEMA " + schema + " GRANT " + strings.Join(sequencePrivileges, ", ") + " ON SEQUENCES TO " + role)
+	}
+	for _, t := range g.Ungranted {
+		add(grantTable(s.Schema, t, op.Org))
+	}
+	p := &Plan{AddTenant: true}
+	var hidden map[int]string
+	if op.Login {
+		p.Login = loginName(op.Org)
+		if s.Login == "" {
+			create := "CREATE ROLE " + ident(p.Login) + " LOGIN IN ROLE " + role + " PASSWORD "
+			hidden = map[int]string{len(statements): create + quoteLiteral(op.secret.verifier)}
+			add(create + redacted)
+			p.Password = op.secret.password
+		}
+	}
+	if len(statements) > 0 {
+		p.Phases = []Phase{{Statements: statements, Hidden: hidden}}
+	}
+	return p, nil
+}
+
+// loginName is the name of the org's login role.
+func loginName(org string) string { return org + "_login" }
+
+// redacted stands for a password in the statements shown.
+const redacted = "'********'"
+
+// secret is a login role's password and the SCRAM-SHA-256 verifier that
+// PostgreSQL stores for it.
+type secret struct{ password, verifier string }
+
+// scramIterations and scramSaltLen are PostgreSQL's defaults for
+// SCRAM-SHA-256.
+const (
+	scramIterations = 4096
+	scramSaltLen    = 16
+)
+
+// newSecret draws a password of 128 random bits, as URL-safe text, and
+// computes its verifier with a random salt.
+func newSecret() (secret, error) {
+	password := rand.Text()
+	salt := make([]byte, scramSaltLen)
+	rand.Read(salt)
+	verifier, err := scramVerifier(password, salt, scramIterations)
+	return secret{password, verifier}, err
+}
+
+// scramVerifier is PostgreSQL's SCRAM-SHA-256 verifier of password (RFC
+// 5802, RFC 7677): SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>,
+// each in base64. The password is ASCII, which SASLprep leaves as it is.
+func scramVerifier(password string, salt []byte, iterations int) (string, error) {
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		return "", err
+	}
+	storedKey := sha256.Sum256(hmacSHA256(salted, "Client Key"))
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(storedKey[:]), b64(hmacSHA256(salted, "Server Key"))), nil
+}
+
+func hmacSHA256(key []byte, msg string) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(msg))
+	return h.Sum(nil)
 }

@@ -2,8 +2,11 @@
 // retried and idempotent DDL for tenant schemas, usable on its own as a
 // library.
 //
+//	cfg, _ := pgxpool.ParseConfig(dsn)
+//	engine.ConfigurePool(cfg)
+//	pool, _ := pgxpool.NewWithConfig(ctx, cfg)
 //	eng := engine.New(pool, engine.DefaultOptions())
-//	res, err := eng.Apply(ctx, "acme-corp", &engine.AddField{Model: "invoice", Field: spec})
+//	res, err := eng.Apply(engine.WithActor(ctx, "alice", "psql"), "acme-corp", &engine.AddField{Model: "invoice", Field: spec})
 //
 // Every mutating command is an Operation, one file each. An operation is
 // compiled, then executed: Validate checks its input and Plan derives the
@@ -12,8 +15,12 @@
 // check. Plan (the method of Engine) stops there and reports the statements
 // (dry run); Apply runs them:
 //
-//  1. the tenant's advisory lock, so engines on several pools or machines
-//     never interleave on one tenant;
+//  1. the tenant's lock: within an engine, one Apply per org at a time
+//     (the others wait, as long as their context allows, before they take
+//     any connection); across engines on several pools or machines, the
+//     org's row of pgmigrate.locks, locked for the whole attempt by a
+//     transaction on a connection of its own. Tenant roles cannot reach
+//     schema pgmigrate, so they can neither take the lock nor hold it;
 //  2. the state is read from the live catalog, so drift made by hand is
 //     seen: a spec already in place is Unchanged, a different one a typed
 //     conflict error;
@@ -21,22 +28,42 @@
 //     lock_timeout (or, for CREATE INDEX CONCURRENTLY, on its own), the
 //     last one together with the metadata change and a history row, so DDL
 //     and metadata commit together or not at all;
-//  4. transient failures (55P03, 40P01, 40001, 55006, 57P01, 53300, a lost
+//  4. transient failures (55P03, 40P01, 40001, 55006, 57P01, 53300, no free
+//     connection in the pool within Options.AcquireTimeout, a lost
 //     connection) are retried from step 1 after undoing any phase that had
 //     committed, with exponential backoff and jitter; a COMMIT whose answer
 //     was lost is resolved by looking for the history row.
 //
+// Tenant authority. The tenant boundary is PostgreSQL's own privileges. The
+// engine's role (the pool's user; CREATEROLE and the ownership of the
+// database are enough, no superuser needed) owns the tenant schemas and
+// the tables it creates; each tenant has a NOLOGIN tenant role named like
+// the org, made by CreateTenant, which may use the schema and read and
+// write those tables, but not alter or drop them. The engine acts only on
+// tables its role owns, in the tenant's schema: every model operation but
+// AdoptModel refuses any other (NotOwnedError) before reading a row of
+// it. Everything the engine runs does so with search_path pinned to
+// pg_catalog and row_security off, so that no tenant-written code
+// (function, operator, policy, trigger) runs with the engine's rights;
+// ConfigurePool pins them for the pool's sessions too. Posture reports
+// what weakens the separation: login roles that reach several tenants,
+// PUBLIC grants on tenant schemas, tenant roles that may create where raw
+// DDL is denied. WithActor names who asked for a change, which history
+// records.
+//
 // The metadata catalog lives in schema pgmigrate of the database (tenants,
-// models, fields, history, version) and is created or upgraded by Init,
-// which Apply and Plan call on first use.
+// models, fields, history, locks, version), closed to PUBLIC, and is
+// created or upgraded by Init, which Apply and Plan call on first use.
 //
 // Errors about input or state are typed (InvalidSpecError, UnknownModelError,
-// FieldConflictError, ...), each with a SQLState method and, where useful,
-// Detail and Hint; PostgreSQL's own errors arrive as *pgconn.PgError.
+// FieldConflictError, NotOwnedError, PoolTimeoutError, ...), each with a
+// SQLState method and, where useful, Detail and Hint; PostgreSQL's own
+// errors arrive as *pgconn.PgError.
 //
 // The engine logs each applied change and each retry to Options.Logger, in
 // the seed engine's shape ("ALTER TABLE ADD COLUMN" with org, table,
-// fields, duration_ms, attempt, trace_id), and makes OpenTelemetry spans: one
-// per operation, one per attempt and one per statement, with the stable
-// database semantic conventions.
+// fields, duration_ms, attempt, applied_by, trace_id), and makes
+// OpenTelemetry spans: one per operation, one per attempt and one per
+// statement, with the stable database semantic conventions. A login
+// role's password shows in none of them, nor in results or history.
 package engine

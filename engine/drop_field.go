@@ -24,6 +24,9 @@ func (op *DropField) Validate(*Options) error {
 }
 
 func (op *DropField) Plan(s *State) (*Plan, error) {
+	if err := s.managed(op.Model); err != nil {
+		return nil, err
+	}
 	if s.Table == nil {
 		return nil, &UnknownModelError{Org: s.Org, Model: op.Model}
 	}

@@ -16,6 +16,9 @@ func (op *DropModel) Target() (model, field string) { return op.Model, "" }
 func (op *DropModel) Validate(*Options) error { return CheckModelName(op.Model) }
 
 func (op *DropModel) Plan(s *State) (*Plan, error) {
+	if err := s.managed(op.Model); err != nil {
+		return nil, err
+	}
 	if s.Table == nil {
 		return &Plan{DropModel: s.Meta != nil}, nil
 	}

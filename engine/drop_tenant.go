@@ -1,8 +1,11 @@
 package engine
 
-// DropTenant drops a tenant: its schema with everything in it, then the
-// org's role, if there is one, with its privileges in this database. A tenant without a schema is in place, and
-// gets unregistered.
+// DropTenant drops a tenant: its schema with everything in it, its login
+// role and its tenant role, those that exist, and its registration and
+// metadata. If a role still holds privileges or owns objects elsewhere
+// (another database, a schema other than the tenant's), PostgreSQL refuses
+// to drop it (2BP01) and nothing is dropped. A tenant with none of these
+// left is unchanged.
 type DropTenant struct {
 	Org string
 }
@@ -16,13 +19,18 @@ func (op *DropTenant) Target() (model, field string) { return "", "" }
 func (op *DropTenant) Validate(*Options) error { return checkOrg(op.Org) }
 
 func (op *DropTenant) Plan(s *State) (*Plan, error) {
-	if !s.SchemaExists {
-		return &Plan{DropTenant: true}, nil
+	var statements []string
+	if s.SchemaExists {
+		statements = append(statements, "DROP SCHEMA "+ident(s.Schema)+" CASCADE")
 	}
-	statements := []string{"DROP SCHEMA " + ident(s.Schema) + " CASCADE"}
-	if s.RoleExists {
-		role := ident(op.Org)
-		statements = append(statements, "DROP OWNED BY "+role, "DROP ROLE "+role)
+	for _, role := range []string{s.Login, s.Role} {
+		if role != "" {
+			statements = append(statements, "DROP ROLE "+ident(role))
+		}
 	}
-	return &Plan{Phases: []Phase{{Statements: statements}}, DropTenant: true}, nil
+	p := &Plan{DropTenant: true}
+	if len(statements) > 0 {
+		p.Phases = []Phase{{Statements: statements}}
+	}
+	return p, nil
 }

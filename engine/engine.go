@@ -2,10 +2,14 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -20,6 +24,10 @@ type Options struct {
 	LockTimeout time.Duration
 	// StatementTimeout is SET LOCAL statement_timeout; 0 means none.
 	StatementTimeout time.Duration
+	// AcquireTimeout bounds every wait for a connection of the pool; a
+	// wait that lasts it fails with PoolTimeoutError, which is retried.
+	// 0 means 5s.
+	AcquireTimeout time.Duration
 	// Retry is the budget for transient errors.
 	Retry Retry
 	// AllowedSchemas are schemas other than the tenant's own that
@@ -48,23 +56,34 @@ func DefaultOptions() Options {
 	return Options{LockTimeout: time.Second, Retry: SeedRetry}
 }
 
+// defaultAcquireTimeout is the AcquireTimeout of Options that leave it 0.
+const defaultAcquireTimeout = 5 * time.Second
+
 // Engine runs migrations for the tenants of one database. It is safe for
-// concurrent use; operations on one tenant are serialised by an advisory
-// lock, across engines and machines.
+// concurrent use; operations on one tenant are serialised by a row lock in
+// the metadata catalog, across engines and machines, and within an engine
+// before they take any connection.
 type Engine struct {
-	pool   *pgxpool.Pool
-	opts   Options
-	tracer trace.Tracer
-	log    *slog.Logger
+	pool    *pgxpool.Pool
+	opts    Options
+	tracer  trace.Tracer
+	log     *slog.Logger
+	tenants tenantLocks
 
 	initMu sync.Mutex
 	inited bool
 }
 
-// New returns an Engine using pool, whose user owns the tenant schemas.
+// New returns an Engine using pool, whose user (the engine's role) owns the
+// tenant schemas and the tables the engine manages. The role need not be a
+// superuser: CREATEROLE and the ownership of the database are enough. The
+// pool's config should have gone through ConfigurePool.
 func New(pool *pgxpool.Pool, opts Options) *Engine {
 	if opts.Retry.MaxAttempts < 1 {
 		opts.Retry.MaxAttempts = 1
+	}
+	if opts.AcquireTimeout <= 0 {
+		opts.AcquireTimeout = defaultAcquireTimeout
 	}
 	tp := opts.TracerProvider
 	if tp == nil {
@@ -96,6 +115,115 @@ type Result struct {
 	Statements []string
 	Attempts   int
 	Duration   time.Duration
+	// Login is the tenant's login role of a CreateTenant with Login, and
+	// Password its password, returned this once, when Apply made the role.
+	Login, Password string
+}
+
+// ConfigurePool pins search_path and row_security in the startup of every
+// connection of a pool the engine uses, so that even a statement outside
+// the engine's transactions resolves no name through a schema a tenant
+// can write to and applies no tenant's row policy. Call it on the config
+// before pgxpool.NewWithConfig.
+func ConfigurePool(cfg *pgxpool.Config) {
+	cfg.ConnConfig.RuntimeParams["search_path"] = pinnedSearchPath
+	cfg.ConnConfig.RuntimeParams["row_security"] = "off"
+}
+
+// actor is who asked for an operation.
+type actor struct{ user, application string }
+
+type actorKey struct{}
+
+// WithActor returns ctx saying that user, connected with application (its
+// application_name), asks for the operations applied with it: history
+// records them as applied_by and application, and the log line of an
+// applied change says applied_by. Without it, applied_by is the engine's
+// role.
+func WithActor(ctx context.Context, user, application string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor{user, application})
+}
+
+// actorOf returns the actor of ctx, empty if none.
+func actorOf(ctx context.Context) actor {
+	a, _ := ctx.Value(actorKey{}).(actor)
+	return a
+}
+
+// pinnedSearchPath is the search_path of everything the engine runs:
+// schemas no tenant can create objects in, so that no name in the
+// engine's SQL resolves to a tenant's function, operator or type.
+const pinnedSearchPath = "pg_catalog, pg_temp"
+
+// setting is one run-time parameter of the engine's transactions.
+type setting struct{ name, value string }
+
+// settings are what every statement of the engine runs under: literals as
+// the engine writes them, the pinned search_path, no row security (the
+// engine reads only its own tables, and a policy that would apply is an
+// error, not a filter), and the timeouts.
+func (e *Engine) settings() []setting {
+	return []setting{
+		{"standard_conforming_strings", "on"},
+		{"search_path", pinnedSearchPath},
+		{"row_security", "off"},
+		{"lock_timeout", itoa(int(e.opts.LockTimeout.Milliseconds()))},
+		{"statement_timeout", itoa(int(e.opts.StatementTimeout.Milliseconds()))},
+	}
+}
+
+// set renders the settings as commands (SET or SET LOCAL), and reset the
+// commands that return them to the session's defaults.
+func (e *Engine) set(command string) string {
+	var b strings.Builder
+	for _, s := range e.settings() {
+		fmt.Fprintf(&b, "%s %s = %s; ", command, s.name, s.value)
+	}
+	return b.String()
+}
+
+func (e *Engine) reset() string {
+	var b strings.Builder
+	for _, s := range e.settings() {
+		fmt.Fprintf(&b, "RESET %s; ", s.name)
+	}
+	return b.String()
+}
+
+// acquire takes a connection of the pool, waiting at most the acquire
+// timeout for one to be free. Every use of the pool goes through it.
+func (e *Engine) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	wait, cancel := context.WithTimeout(ctx, e.opts.AcquireTimeout)
+	defer cancel()
+	conn, err := e.pool.Acquire(wait)
+	if err != nil && ctx.Err() == nil && errors.Is(wait.Err(), context.DeadlineExceeded) {
+		return nil, &PoolTimeoutError{Wait: e.opts.AcquireTimeout}
+	}
+	return conn, err
+}
+
+// readOnly are the options of the engine's reads: one consistent snapshot.
+var readOnly = pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
+
+// poolTx runs fn in a transaction of opts on a connection of the pool.
+func (e *Engine) poolTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	pc, err := e.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer pc.Release()
+	return e.inTx(ctx, pc.Conn(), opts, fn)
+}
+
+// inTx runs fn in a transaction of opts on conn, under the engine's
+// settings, and commits unless fn fails.
+func (e *Engine) inTx(ctx context.Context, conn *pgx.Conn, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, conn, opts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, e.set("SET LOCAL")); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // ensureCatalog creates or upgrades the metadata catalog once per engine.
@@ -110,4 +238,52 @@ func (e *Engine) ensureCatalog(ctx context.Context) error {
 	}
 	e.inited = true
 	return nil
+}
+
+// tenantLocks hold a slot per org with an Apply in flight, so that an
+// engine runs one Apply per org at a time and the others wait without
+// holding any connection of the pool.
+type tenantLocks struct {
+	mu    sync.Mutex
+	slots map[string]*tenantSlot
+}
+
+type tenantSlot struct {
+	sem   chan struct{}
+	users int // Applies holding or waiting for sem
+}
+
+// lock takes org's slot, waiting as long as ctx allows; unlock gives it
+// back.
+func (l *tenantLocks) lock(ctx context.Context, org string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.slots == nil {
+		l.slots = make(map[string]*tenantSlot)
+	}
+	s := l.slots[org]
+	if s == nil {
+		s = &tenantSlot{sem: make(chan struct{}, 1)}
+		l.slots[org] = s
+	}
+	s.users++
+	l.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+		return func() {
+			<-s.sem
+			l.leave(org, s)
+		}, nil
+	case <-ctx.Done():
+		l.leave(org, s)
+		return nil, ctx.Err()
+	}
+}
+
+// leave forgets org's slot once no Apply holds or waits for it.
+func (l *tenantLocks) leave(org string, s *tenantSlot) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.users--; s.users == 0 {
+		delete(l.slots, org)
+	}
 }

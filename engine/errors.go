@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Every error the engine reports about its input or the tenant's state has
@@ -94,6 +95,44 @@ func (e *UnsafeChangeError) Error() string {
 }
 func (e *UnsafeChangeError) SQLState() string { return "55000" }
 func (e *UnsafeChangeError) Hint() string     { return e.Fix }
+
+// NotOwnedError is a table of the tenant's schema that the engine's role
+// does not own. The engine neither reads nor changes such a table (nor
+// references it) until adopt_model makes it managed.
+type NotOwnedError struct{ Org, Schema, Table string }
+
+func (e *NotOwnedError) Error() string {
+	return fmt.Sprintf("table %s is not managed by pgmigrate", qualified(e.Schema, e.Table))
+}
+func (e *NotOwnedError) SQLState() string { return "42501" }
+func (e *NotOwnedError) Detail() string {
+	return "The engine acts only on tables its own role owns; this one belongs to another role."
+}
+func (e *NotOwnedError) Hint() string {
+	return fmt.Sprintf("CALL migrate.adopt_model(%s, org => %s) from an admin session makes it managed.", quoteLiteral(e.Table), quoteLiteral(e.Org))
+}
+
+// UnsupportedColumnError is a live column that adopt_model cannot describe
+// as a field.
+type UnsupportedColumnError struct {
+	Model, Column, Type string
+	Reason              string
+}
+
+func (e *UnsupportedColumnError) Error() string {
+	return fmt.Sprintf("column %q (%s) of table %q cannot be a field: %s", e.Column, e.Type, e.Model, e.Reason)
+}
+func (e *UnsupportedColumnError) SQLState() string { return "0A000" }
+
+// PoolTimeoutError is a wait for a free connection of the engine's pool
+// that lasted Options.AcquireTimeout. It is transient, like PostgreSQL's
+// too many connections, and is retried.
+type PoolTimeoutError struct{ Wait time.Duration }
+
+func (e *PoolTimeoutError) Error() string {
+	return fmt.Sprintf("engine connection pool exhausted: no connection free within %v", e.Wait)
+}
+func (e *PoolTimeoutError) SQLState() string { return "53300" }
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("engine: closed")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -11,7 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgmigrate/pgmigrate-proxy/internal/pgtest"
 )
 
 // Helpers for the tests that run against the real cluster. They read the
@@ -63,12 +64,7 @@ func newInvoiceDB(t testing.TB, opts Options) *testDB {
 // its own, as a second proxy would have.
 func (db *testDB) newEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), cluster.DSN("postgres", db.name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return New(pool, opts)
+	return New(newPool(t, cluster.DSN(pgtest.Superuser, db.name), 0), opts)
 }
 
 // scalar runs a query that returns one value.
@@ -288,7 +284,8 @@ func checkAgree(t testing.TB, db *testDB, org, schema, model string) *Model {
 }
 
 // history returns org's history and checks what holds for every entry:
-// ids increasing, the org, statements recorded, at least one attempt.
+// ids increasing, the org, statements recorded (none for a change of the
+// metadata only), at least one attempt.
 func history(t testing.TB, db *testDB, org string) []HistoryEntry {
 	t.Helper()
 	h, err := db.engine.History(context.Background(), org, "")
@@ -299,7 +296,7 @@ func history(t testing.TB, db *testDB, org string) []HistoryEntry {
 		if i > 0 && e.ID <= h[i-1].ID {
 			t.Errorf("history ids out of order: %d after %d", e.ID, h[i-1].ID)
 		}
-		if e.Org != org || e.Operation == "" || len(e.Statements) == 0 || e.Attempts < 1 || e.AppliedBy == "" {
+		if e.Org != org || e.Operation == "" || e.Statements == nil || e.Attempts < 1 || e.AppliedBy == "" {
 			t.Errorf("history entry %d incomplete: %+v", i, e)
 		}
 	}
@@ -396,7 +393,7 @@ type blocker struct {
 func newBlocker(t testing.TB, db *testDB, sql string) *blocker {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, cluster.DSN("postgres", db.name))
+	conn, err := pgx.Connect(ctx, cluster.DSN(pgtest.Superuser, db.name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,4 +430,67 @@ func (b *blocker) releaseAfter(d time.Duration) <-chan error {
 		done <- b.release()
 	}()
 	return done
+}
+
+// engineRole is the engine's role of newEngineRoleDB: a login role with
+// CREATEROLE that owns the database, not a superuser. Its password is its
+// name.
+const engineRole = "eng"
+
+// newEngineRoleDB is a fresh database owned by engineRole, as a real
+// deployment has it, with an engine on a pool connected as engineRole;
+// db.pool stays the superuser's, for the checks.
+func newEngineRoleDB(t testing.TB, opts Options) *testDB {
+	t.Helper()
+	db := &testDB{name: cluster.CreateDatabase(t)}
+	db.dropRolesAtEnd(t, engineRole)
+	db.exec(t, "CREATE ROLE "+engineRole+" LOGIN CREATEROLE PASSWORD "+quoteLiteral(engineRole)+
+		"; ALTER DATABASE "+ident(db.name)+" OWNER TO "+engineRole)
+	db.pool = newPool(t, cluster.DSN(pgtest.Superuser, db.name), 0)
+	db.engine = New(newPool(t, db.dsn(engineRole, engineRole), 0), opts)
+	return db
+}
+
+// dsn is the URL of the test database for user with password.
+func (db *testDB) dsn(user, password string) string {
+	u, err := url.Parse(cluster.DSN(user, db.name))
+	if err != nil {
+		panic(err)
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}
+
+// connect opens a connection to the test database as user with password,
+// closed when the test ends.
+func (db *testDB) connect(t testing.TB, user, password string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(testCtx(t), db.dsn(user, password))
+	if err != nil {
+		t.Fatalf("connecting as %s: %v", user, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// dropRolesAtEnd drops the roles that exist of roles when the test ends,
+// before its database goes: what they own there passes to the superuser
+// and is dropped, with their privileges.
+func (db *testDB) dropRolesAtEnd(t testing.TB, roles ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, role := range roles {
+			r, name := ident(role), quoteLiteral(role)
+			err := cluster.Exec(context.Background(), db.name, `DO $$ BEGIN
+IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = `+name+`) THEN
+	REASSIGN OWNED BY `+r+` TO `+pgtest.Superuser+`;
+	DROP OWNED BY `+r+`;
+	DROP ROLE `+r+`;
+END IF;
+END $$`)
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	})
 }

@@ -2,37 +2,42 @@ package engine
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// readState reads what an operation plans from: the tenant's schema and,
-// for model operations, the live table and the metadata. It runs in its
-// own short transaction so that checking for rows waits no longer than
-// the lock timeout behind a long lock holder.
-func (e *Engine) readState(ctx context.Context, conn *pgx.Conn, org, model string) (*State, error) {
+// schemaChooser is an operation that chooses the schema of a tenant not
+// registered yet (create_tenant); for the others it is the schema named
+// like the org.
+type schemaChooser interface{ unregisteredSchema() string }
+
+// readState reads what an operation plans from: the tenant's schema and
+// roles and, for model operations, the live table and the metadata. It
+// runs in its own short transaction under the engine's settings, so that
+// checking for rows waits no longer than the lock timeout behind a long
+// lock holder. Rows are read only from a table the engine's role owns.
+func (e *Engine) readState(ctx context.Context, conn *pgx.Conn, org string, op Operation) (*State, error) {
+	model, _ := op.Target()
+	unregistered := org
+	if c, ok := op.(schemaChooser); ok {
+		unregistered = c.unregisteredSchema()
+	}
 	s := &State{Org: org}
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := setLocal(ctx, tx, "lock_timeout", e.opts.LockTimeout); err != nil {
-			return err
-		}
+	err := e.inTx(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		var err error
-		if s.Schema, s.Registered, err = tenantSchema(ctx, tx, org); err != nil {
+		if s.Schema, s.Registered, err = tenantSchema(ctx, tx, org, unregistered); err != nil {
 			return err
 		}
-		err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", s.Schema).Scan(&s.SchemaExists)
-		if err != nil {
+		if err := readTenant(ctx, tx, s); err != nil || model == "" || !s.SchemaExists {
 			return err
-		}
-		if model == "" {
-			return tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", org).Scan(&s.RoleExists)
 		}
 		if s.Table, err = readTable(ctx, tx, s.Schema, model); err != nil {
 			return err
 		}
-		if s.Table != nil {
+		if s.Unowned, err = unownedTables(ctx, tx, s.Schema); err != nil {
+			return err
+		}
+		if s.Table != nil && s.Table.Owned {
 			err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+qualified(s.Schema, model)+")").Scan(&s.HasRows)
 			if err != nil {
 				return err
@@ -44,37 +49,79 @@ func (e *Engine) readState(ctx context.Context, conn *pgx.Conn, org, model strin
 	return s, err
 }
 
-// setLocal runs SET LOCAL name = 'Nms'.
-func setLocal(ctx context.Context, tx pgx.Tx, name string, d time.Duration) error {
-	_, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL %s = %d", name, d.Milliseconds()))
-	return err
+// unownedTables lists the tables of schema that the engine's role does not
+// own.
+func unownedTables(ctx context.Context, q querier, schema string) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT c.relname::text FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND pg_catalog.pg_get_userbyid(c.relowner) <> current_user
+ORDER BY c.relname`, schema)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// readTable reads a live table and its single-column constraints, nil if
-// it does not exist. The table is found by to_regclass, an index lookup
-// however many tenants hold a table of the same name.
+// readTenant reads whether the tenant's schema exists, its tenant and
+// login roles, and the tenant role's privileges in the schema (none if
+// the role does not exist).
+func readTenant(ctx context.Context, q querier, s *State) error {
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
+       COALESCE((SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = $2), ''),
+       COALESCE((SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = $3), '')`,
+		s.Schema, s.Org, loginName(s.Org)).Scan(&s.SchemaExists, &s.Role, &s.Login)
+	if err != nil || !s.SchemaExists {
+		return err
+	}
+	g := &s.Grants
+	return q.QueryRow(ctx, `
+SELECT 'USAGE' = ANY (p.schema), 'CREATE' = ANY (p.schema),
+       ARRAY(SELECT a.privilege_type FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) a
+             WHERE d.defaclnamespace = n.oid AND d.defaclobjtype = 'r' AND a.grantee = r.oid
+               AND pg_catalog.pg_get_userbyid(d.defaclrole) = current_user) @> $3,
+       ARRAY(SELECT a.privilege_type FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) a
+             WHERE d.defaclnamespace = n.oid AND d.defaclobjtype = 'S' AND a.grantee = r.oid
+               AND pg_catalog.pg_get_userbyid(d.defaclrole) = current_user) @> $4,
+       ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = n.oid AND c.relkind IN ('r', 'p')
+               AND pg_catalog.pg_get_userbyid(c.relowner) = current_user
+               AND NOT ARRAY(SELECT a.privilege_type FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee = r.oid) @> $3
+             ORDER BY c.relname)
+FROM pg_catalog.pg_namespace n
+LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $2
+CROSS JOIN LATERAL (SELECT ARRAY(SELECT a.privilege_type FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee = r.oid) AS schema) p
+WHERE n.nspname = $1`, s.Schema, s.Org, tablePrivileges, sequencePrivileges).
+		Scan(&g.Usage, &g.Create, &g.DefaultTables, &g.DefaultSequences, &g.Ungranted)
+}
+
+// readTable reads a live table, whether the engine's role owns it, and its
+// single-column constraints, nil if it does not exist. The table is found
+// by to_regclass, an index lookup however many tenants hold a table of the
+// same name.
 func readTable(ctx context.Context, q querier, schema, name string) (*Table, error) {
 	rel := qualified(schema, name)
 	rows, err := q.Query(ctx, `
 SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
-       COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+       COALESCE(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''),
+       pg_catalog.pg_get_userbyid(c.relowner) = current_user
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE a.attrelid = to_regclass($1) AND c.relkind IN ('r', 'p')
+WHERE a.attrelid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'p')
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, rel)
 	if err != nil {
 		return nil, err
 	}
+	var owned bool
 	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Column, error) {
 		var c Column
-		return c, r.Scan(&c.Name, &c.Type, &c.NotNull, &c.Default)
+		return c, r.Scan(&c.Name, &c.Type, &c.NotNull, &c.Default, &owned)
 	})
 	if err != nil || len(cols) == 0 {
 		return nil, err
 	}
-	t := &Table{Name: name, Columns: cols}
+	t := &Table{Name: name, Owned: owned, Columns: cols}
 	rows, err = q.Query(ctx, `
 SELECT con.conname, con.contype, a.attname, con.convalidated,
        COALESCE(fn.nspname, ''), COALESCE(fc.relname, ''), COALESCE(fa.attname, ''), con.confdeltype
@@ -83,7 +130,7 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.c
 LEFT JOIN pg_catalog.pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = fc.relnamespace
 LEFT JOIN pg_catalog.pg_attribute fa ON fa.attrelid = con.confrelid AND fa.attnum = con.confkey[1]
-WHERE con.conrelid = to_regclass($1) AND con.contype IN ('p', 'u', 'f')
+WHERE con.conrelid = pg_catalog.to_regclass($1) AND con.contype IN ('p', 'u', 'f')
   AND cardinality(con.conkey) = 1
 ORDER BY con.conname`, rel)
 	if err != nil {

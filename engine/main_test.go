@@ -17,6 +17,8 @@ func TestMain(m *testing.M) {
 }
 
 // testDB is a fresh database, an engine on it and a tenant schema "acme".
+// The pool is the superuser's, which the tests check the catalog with; it
+// is the engine's own unless the engine runs as another role.
 type testDB struct {
 	name   string
 	pool   *pgxpool.Pool
@@ -38,12 +40,28 @@ func newTestDB(t testing.TB, opts Options, orgs ...string) *testDB {
 			t.Fatal(err)
 		}
 	}
-	pool, err := pgxpool.New(context.Background(), cluster.DSN("postgres", name))
+	pool := newPool(t, cluster.DSN(pgtest.Superuser, name), 0)
+	return &testDB{name: name, pool: pool, engine: New(pool, opts)}
+}
+
+// newPool is a pool on dsn configured for the engine, of at most maxConns
+// connections (0: pgxpool's default), closed when the test ends.
+func newPool(t testing.TB, dsn string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ConfigurePool(cfg)
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &testDB{name: name, pool: pool, engine: New(pool, opts)}
+	return pool
 }
 
 // exec runs SQL on the test database as the superuser.

@@ -24,6 +24,7 @@ const (
 	keyError      = "error"
 	keyTraceID    = "trace_id"
 	keyStatement  = "statement"
+	keyAppliedBy  = "applied_by"
 )
 
 var attrSystem = semconv.DBSystemNamePostgreSQL

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -9,8 +10,8 @@ import (
 // Operation is one mutating command. It is compiled, then executed: Plan
 // does no I/O, deriving from the tenant's current State the SQL that brings
 // it where the operation wants it, so plans are golden-tested without a
-// database. The runner then executes the plan under the tenant's advisory
-// lock, in transactions, with retries.
+// database. The runner then executes the plan under the tenant's lock, in
+// transactions, with retries.
 type Operation interface {
 	// Kind names the command ("add_field") in results, history and spans.
 	Kind() string
@@ -33,20 +34,46 @@ type State struct {
 	SchemaExists bool
 	// Registered is true when pgmigrate.tenants lists the org.
 	Registered bool
-	// RoleExists is true when a role named like the org exists (read for
-	// tenant operations only).
-	RoleExists bool
+	// Role is the tenant role, named like the org, "" if no such role
+	// exists.
+	Role string
+	// Login is the tenant's login role, named <org>_login, "" if no such
+	// role exists.
+	Login string
+	// Grants are the tenant role's privileges in the schema, if it exists
+	// (none if the role does not).
+	Grants Grants
 	// Table is the live table, nil if it does not exist.
 	Table *Table
+	// Unowned lists the tables of the tenant's schema that the engine's
+	// role does not own (read for model operations).
+	Unowned []string
 	// Meta is the engine's metadata of the model, nil if it has none.
 	Meta *Model
-	// HasRows is true when the table holds at least one row.
+	// HasRows is true when the table holds at least one row; it is read
+	// only from a table the engine's role owns.
 	HasRows bool
+}
+
+// Grants are what the tenant role may do in its schema.
+type Grants struct {
+	// Usage and Create are the role's own privileges on the schema, not
+	// counting what PUBLIC has.
+	Usage, Create bool
+	// DefaultTables and DefaultSequences are true when the engine role's
+	// default privileges in the schema give the role tablePrivileges on
+	// the tables, and sequencePrivileges on the sequences, it creates.
+	DefaultTables, DefaultSequences bool
+	// Ungranted lists the tables of the schema that the engine's role owns
+	// and on which the role lacks some of tablePrivileges.
+	Ungranted []string
 }
 
 // Table is a live table as the catalog describes it.
 type Table struct {
-	Name    string
+	Name string
+	// Owned is true when the engine's role (the pool's user) owns it.
+	Owned   bool
 	Columns []Column
 }
 
@@ -113,25 +140,75 @@ type Plan struct {
 	DropModel bool
 	// Tenant changes for create_tenant / drop_tenant.
 	AddTenant, DropTenant bool
+	// Login is the tenant's login role of a create_tenant that asks for
+	// one, and Password its password if the plan makes it.
+	Login, Password string
 }
 
 // Phase is one transaction, or one statement that cannot run in a
 // transaction block (Online: CREATE INDEX CONCURRENTLY and the like).
 type Phase struct {
+	// Statements are the phase's SQL as results, history, logs and spans
+	// show it.
 	Statements []string
-	Online     bool
+	// Hidden holds, by index in Statements, the form that runs of a
+	// statement that holds a secret (a login role's password verifier),
+	// which Statements shows redacted.
+	Hidden map[int]string
+	Online bool
 	// Undo reverses a phase that committed when a later one fails, so a
 	// failed operation leaves nothing behind.
 	Undo []string
 }
 
-// Statements lists every statement of the plan in order.
+// run is the i-th statement as it runs.
+func (ph Phase) run(i int) string {
+	if sql, ok := ph.Hidden[i]; ok {
+		return sql
+	}
+	return ph.Statements[i]
+}
+
+// Statements lists every statement of the plan in order, as shown; a plan
+// without any gives an empty list, not nil, which the history records as
+// such.
 func (p *Plan) Statements() []string {
-	var out []string
+	out := []string{}
 	for _, ph := range p.Phases {
 		out = append(out, ph.Statements...)
 	}
 	return out
+}
+
+// tablePrivileges are what the tenant role may do on the engine's tables:
+// everything but change or drop them. sequencePrivileges are its
+// privileges on the engine's sequences.
+var (
+	tablePrivileges    = []string{"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES"}
+	sequencePrivileges = []string{"USAGE", "SELECT", "UPDATE"}
+)
+
+// grantTable gives role tablePrivileges on schema.name.
+func grantTable(schema, name, role string) string {
+	return "GRANT " + strings.Join(tablePrivileges, ", ") + " ON TABLE " + qualified(schema, name) + " TO " + ident(role)
+}
+
+// managed fails with NotOwnedError unless the engine's role owns the
+// model's table, if it exists, and every table of the tenant's schema that
+// fields reference: the engine never reads or changes a table that
+// another role, whose code (policies, triggers) could run with the
+// engine's rights, owns.
+func (s *State) managed(model string, fields ...FieldSpec) error {
+	if s.Table != nil && !s.Table.Owned {
+		return &NotOwnedError{Org: s.Org, Schema: s.Schema, Table: model}
+	}
+	for _, f := range fields {
+		r := f.References
+		if r != nil && (r.Schema == "" || r.Schema == s.Schema) && slices.Contains(s.Unowned, r.Table) {
+			return &NotOwnedError{Org: s.Org, Schema: s.Schema, Table: r.Table}
+		}
+	}
+	return nil
 }
 
 // ident quotes an identifier.

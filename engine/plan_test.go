@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -43,7 +44,7 @@ func specsJSON(js ...string) []FieldSpec {
 // The invoice model of tenant acme-corp, live and in the metadata, as the
 // model operations find it.
 func goldenInvoiceTable() *Table {
-	return &Table{Name: "invoice", Columns: []Column{
+	return &Table{Name: "invoice", Owned: true, Columns: []Column{
 		{Name: "id", Type: "character varying(100)", NotNull: true, PrimaryKey: true},
 		{Name: "name", Type: "character varying(100)", NotNull: true},
 		{Name: "amount", Type: "double precision", Default: "'0'::double precision"},
@@ -67,9 +68,57 @@ func goldenInvoiceMeta() *Model {
 	)}
 }
 
-// goldenTenant is the state of tenant acme-corp with the given live table.
+// goldenTenant is the state of tenant acme-corp, with its tenant role, and
+// the given live table.
 func goldenTenant(t *Table, rows bool, meta *Model) *State {
-	return &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Table: t, HasRows: rows, Meta: meta}
+	return &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Role: "acme-corp", Table: t, HasRows: rows, Meta: meta}
+}
+
+// goldenUnowned returns the state with the live table owned by another
+// role than the engine's.
+func goldenUnowned(s *State) *State {
+	s.Table.Owned = false
+	return goldenForeign(s, s.Table.Name)
+}
+
+// goldenForeign returns the state with other tables of the tenant's schema
+// owned by another role than the engine's.
+func goldenForeign(s *State, names ...string) *State {
+	s.Unowned = append(s.Unowned, names...)
+	return s
+}
+
+// goldenGranted is a tenant role with every privilege the engine gives it
+// in its schema.
+var goldenGranted = Grants{Usage: true, Create: true, DefaultTables: true, DefaultSequences: true}
+
+// goldenCustomers is the demo table that adopt_model takes over, with its
+// tenant's role and without metadata.
+func goldenCustomers(owned bool) *State {
+	return goldenTenant(&Table{Name: "customers", Owned: owned, Columns: []Column{
+		{Name: "id", Type: "integer", NotNull: true, PrimaryKey: true},
+		{Name: "name", Type: "text"},
+	}}, true, nil)
+}
+
+// goldenLegacy is a table made by hand with a column of every type a field
+// can describe.
+func goldenLegacy() *State {
+	return goldenTenant(&Table{Name: "legacy", Columns: []Column{
+		{Name: "code", Type: "character varying(12)", NotNull: true, PrimaryKey: true},
+		{Name: "status", Type: "character varying(20)", NotNull: true, Default: "'active'::character varying"},
+		{Name: "qty", Type: "integer", Default: "0"},
+		{Name: "rate", Type: "double precision", Default: "'1.5'::double precision"},
+		{Name: "paid", Type: "boolean", NotNull: true, Default: "true"},
+		{Name: "due", Type: "timestamp with time zone", Default: "'2024-01-01 00:00:00+00'::timestamp with time zone"},
+		{Name: "notes", Type: "text", Default: "'it''s'::text"},
+		{Name: "data", Type: "jsonb", Default: `'{"a": 1}'::jsonb`},
+		{Name: "email", Type: "character varying(200)", Unique: "legacy_email_key"},
+		{Name: "customer_id", Type: "integer", ReferenceName: "legacy_customer_id_fkey", ReferenceValid: true,
+			Reference: &Reference{Schema: "acme-corp", Table: "customer", Column: "id", OnDelete: Cascade}},
+		{Name: "region_id", Type: "integer", ReferenceName: "legacy_region_id_fkey", ReferenceValid: true,
+			Reference: &Reference{Schema: "shared", Table: "region", Column: "id", OnDelete: Restrict}},
+	}}, true, nil)
 }
 
 // goldenInvoice is the state of the invoice model, with or without rows.
@@ -100,7 +149,7 @@ type goldenCase struct {
 func goldenCases() []goldenCase {
 	longModel := strings.Repeat("m", 63)
 	longField := strings.Repeat("f", 63)
-	longTable := &Table{Name: longModel, Columns: []Column{{Name: "id", Type: "integer", NotNull: true, PrimaryKey: true}}}
+	longTable := &Table{Name: longModel, Owned: true, Columns: []Column{{Name: "id", Type: "integer", NotNull: true, PrimaryKey: true}}}
 	return []goldenCase{
 		// create_model
 		{name: "every_type", op: &CreateModel{Model: "invoice", Fields: specsJSON(
@@ -130,6 +179,14 @@ func goldenCases() []goldenCase {
 			`{"name": "id", "type": "Int"}`,
 			`{"name": "parent_id", "type": "Int", "references": {"table": "category", "column": "id", "onDelete": "CASCADE"}}`,
 		)}, state: goldenTenant(nil, false, nil)},
+		{name: "without_role", op: &CreateModel{Model: "note", Fields: specsJSON(
+			`{"name": "id", "type": "Int"}`,
+		)}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true}},
+		{name: "not_owned", op: &CreateModel{Model: "invoice", Fields: goldenInvoiceMeta().Fields}, state: goldenUnowned(goldenInvoice(true)), wantErr: new(*NotOwnedError)},
+		{name: "references_not_owned", op: &CreateModel{Model: "invoice", Fields: specsJSON(
+			`{"name": "id", "type": "Int"}`,
+			`{"name": "customer_id", "type": "Int", "references": {"table": "customer", "column": "id"}}`,
+		)}, state: goldenForeign(goldenTenant(nil, false, nil), "customer"), wantErr: new(*NotOwnedError)},
 		{name: "quoted_schema", op: &CreateModel{Model: "invoice", Fields: specsJSON(
 			`{"name": "id", "type": "Int"}`,
 			`{"name": "customer_id", "type": "Int", "references": {"table": "customer", "column": "id"}}`,
@@ -179,23 +236,30 @@ func goldenCases() []goldenCase {
 		{name: "in_place", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "nullable": true, "default": "draft"}`)}, state: goldenInvoice(true)},
 		{name: "in_place_without_metadata", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "data", "type": "Json", "default": {"b": [true, null], "a": 1}}`)}, state: goldenTenant(goldenInvoiceTable(), true, nil)},
 		{name: "in_place_stale_metadata", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "total", "type": "Float", "nullable": false}`)},
-			state: goldenTenant(&Table{Name: "invoice", Columns: []Column{{Name: "total", Type: "double precision", NotNull: true}}}, false, goldenInvoiceMeta())},
+			state: goldenTenant(&Table{Name: "invoice", Owned: true, Columns: []Column{{Name: "total", Type: "double precision", NotNull: true}}}, false, goldenInvoiceMeta())},
 		{name: "conflict_type", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "customer_id", "type": "String", "references": {"table": "customer", "column": "id", "onDelete": "CASCADE"}}`)}, state: goldenInvoice(false), wantErr: new(*FieldConflictError)},
 		{name: "conflict_constraints", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "code", "type": "Text", "nullable": false, "default": "x", "references": {"table": "code", "column": "code"}}`)}, state: goldenInvoice(false), wantErr: new(*FieldConflictError)},
 		{name: "unknown_model", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "memo", "type": "Text"}`)}, state: goldenTenant(nil, false, goldenInvoiceMeta()), wantErr: new(*UnknownModelError)},
+		{name: "not_owned", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "memo", "type": "Text"}`)}, state: goldenUnowned(goldenInvoice(false)), wantErr: new(*NotOwnedError)},
+		{name: "references_not_owned", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "contact_id", "type": "Int", "references": {"table": "contact", "column": "id"}}`)},
+			state: goldenForeign(goldenInvoice(false), "contact"), wantErr: new(*NotOwnedError)},
+		{name: "references_not_owned_elsewhere", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "contact_id", "type": "Int", "references": {"schema": "shared", "table": "contact", "column": "id"}}`)},
+			state: goldenForeign(goldenInvoice(false), "contact")},
 
 		// drop_field
 		{name: "drop", op: &DropField{Model: "invoice", Field: "customer_id"}, state: goldenInvoice(true)},
 		{name: "gone", op: &DropField{Model: "invoice", Field: "memo"}, state: goldenInvoice(true)},
 		{name: "gone_from_table", op: &DropField{Model: "invoice", Field: "status"},
-			state: goldenTenant(&Table{Name: "invoice", Columns: goldenInvoiceTable().Columns[:3]}, false, goldenInvoiceMeta())},
+			state: goldenTenant(&Table{Name: "invoice", Owned: true, Columns: goldenInvoiceTable().Columns[:3]}, false, goldenInvoiceMeta())},
 		{name: "primary_key", op: &DropField{Model: "invoice", Field: "id"}, state: goldenInvoice(false), wantErr: new(*InvalidSpecError)},
 		{name: "unknown_model", op: &DropField{Model: "invoice", Field: "memo"}, state: goldenTenant(nil, false, nil), wantErr: new(*UnknownModelError)},
+		{name: "not_owned", op: &DropField{Model: "invoice", Field: "status"}, state: goldenUnowned(goldenInvoice(false)), wantErr: new(*NotOwnedError)},
 
 		// drop_model
 		{name: "drop", op: &DropModel{Model: "invoice"}, state: goldenInvoice(true)},
 		{name: "gone_from_table", op: &DropModel{Model: "invoice"}, state: goldenTenant(nil, false, goldenInvoiceMeta())},
 		{name: "gone", op: &DropModel{Model: "invoice"}, state: goldenTenant(nil, false, nil)},
+		{name: "not_owned", op: &DropModel{Model: "invoice"}, state: goldenUnowned(goldenInvoice(false)), wantErr: new(*NotOwnedError)},
 
 		// rename_field
 		{name: "rename", op: &RenameField{Model: "invoice", From: "status", To: "state"}, state: goldenInvoice(true)},
@@ -205,6 +269,7 @@ func goldenCases() []goldenCase {
 		{name: "both_exist", op: &RenameField{Model: "invoice", From: "status", To: "code"}, state: goldenInvoice(false), wantErr: new(*FieldConflictError)},
 		{name: "neither_exists", op: &RenameField{Model: "invoice", From: "memo", To: "note"}, state: goldenInvoice(false), wantErr: new(*UnknownFieldError)},
 		{name: "unknown_model", op: &RenameField{Model: "invoice", From: "memo", To: "note"}, state: goldenTenant(nil, false, nil), wantErr: new(*UnknownModelError)},
+		{name: "not_owned", op: &RenameField{Model: "invoice", From: "status", To: "state"}, state: goldenUnowned(goldenInvoice(false)), wantErr: new(*NotOwnedError)},
 
 		// alter_field
 		{name: "drop_not_null", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "name", "type": "String"}`)}, state: goldenInvoice(true)},
@@ -236,14 +301,60 @@ func goldenCases() []goldenCase {
 		{name: "primary_key_change", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "id", "type": "String"}`)}, state: goldenInvoice(false), wantErr: new(*InvalidSpecError)},
 		{name: "unknown_field", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "memo", "type": "Text"}`)}, state: goldenInvoice(false), wantErr: new(*UnknownFieldError)},
 		{name: "unknown_model", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "memo", "type": "Text"}`)}, state: goldenTenant(nil, false, nil), wantErr: new(*UnknownModelError)},
+		{name: "not_owned", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "code", "type": "Text"}`)}, state: goldenUnowned(goldenInvoice(true)), wantErr: new(*NotOwnedError)},
+		{name: "references_not_owned", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "customer_id", "type": "Int", "references": {"table": "client", "column": "id"}}`)},
+			state: goldenForeign(goldenInvoice(true), "client"), wantErr: new(*NotOwnedError)},
 
 		// create_tenant and drop_tenant
 		{name: "create", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
-		{name: "registered_schema", op: &CreateTenant{Org: "0day_co"}, state: &State{Org: "0day_co", Schema: "tenant_0day"}},
-		{name: "schema_exists", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true}},
-		{name: "drop", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, RoleExists: true}},
+		{name: "registered_schema", op: &CreateTenant{Org: "0day_co", Schema: "other"}, state: &State{Org: "0day_co", Schema: "tenant_0day", Registered: true}},
+		{name: "chosen_schema", op: &CreateTenant{Org: "0day_co", Schema: "tenant_0day"}, state: &State{Org: "0day_co", Schema: "tenant_0day"}},
+		{name: "schema_exists", op: &CreateTenant{Org: "acme-corp"},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Grants: Grants{Ungranted: []string{"customer", "invoice"}}}},
+		{name: "role_exists", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", Role: "acme-corp"}},
+		{name: "grants_missing", op: &CreateTenant{Org: "acme-corp"},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp",
+				Grants: Grants{Usage: true, DefaultTables: true, Ungranted: []string{"invoice"}}}},
+		{name: "in_place", op: &CreateTenant{Org: "acme-corp"},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Grants: goldenGranted}},
+		{name: "in_place_unregistered", op: &CreateTenant{Org: "acme-corp"},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Role: "acme-corp", Grants: goldenGranted}},
+		{name: "no_create", op: &CreateTenant{Org: "acme-corp", NoCreate: true}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
+		{name: "no_create_revoke", op: &CreateTenant{Org: "acme-corp", NoCreate: true},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Grants: goldenGranted}},
+		{name: "login", op: &CreateTenant{Org: "acme-corp", Login: true}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
+		{name: "login_exists", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Login: "acme-corp_login", Grants: goldenGranted}},
+		{name: "drop", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Login: "acme-corp_login"}},
 		{name: "drop_without_role", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true}},
+		{name: "roles_left", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", Role: "acme-corp"}},
 		{name: "gone", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
+
+		// adopt_model
+		{name: "not_owned", op: &AdoptModel{Model: "customers"}, state: goldenUnowned(goldenCustomers(false))},
+		{name: "without_role", op: &AdoptModel{Model: "customers"}, state: func() *State { s := goldenCustomers(false); s.Role = ""; return s }()},
+		{name: "ungranted", op: &AdoptModel{Model: "customers"},
+			state: func() *State { s := goldenCustomers(true); s.Grants.Ungranted = []string{"customers"}; return s }()},
+		{name: "metadata_only", op: &AdoptModel{Model: "customers"}, state: goldenCustomers(true)},
+		{name: "in_place", op: &AdoptModel{Model: "invoice"}, state: goldenInvoice(true)},
+		{name: "stale_metadata", op: &AdoptModel{Model: "invoice"}, state: func() *State {
+			s := goldenInvoice(true)
+			s.Meta.Fields = s.Meta.Fields[:3]
+			return s
+		}()},
+		{name: "every_type", op: &AdoptModel{Model: "legacy"}, state: goldenLegacy()},
+		{name: "unsupported_type", op: &AdoptModel{Model: "legacy"},
+			state: goldenColumn(goldenLegacy(), Column{Name: "rate", Type: "numeric(10,2)"}), wantErr: new(*UnsupportedColumnError)},
+		{name: "varchar_without_length", op: &AdoptModel{Model: "legacy"},
+			state: goldenColumn(goldenLegacy(), Column{Name: "notes", Type: "character varying"}), wantErr: new(*UnsupportedColumnError)},
+		{name: "function_default", op: &AdoptModel{Model: "legacy"},
+			state: goldenColumn(goldenLegacy(), Column{Name: "due", Type: "timestamp with time zone", Default: "now()"}), wantErr: new(*UnsupportedColumnError)},
+		{name: "no_action_reference", op: &AdoptModel{Model: "legacy"},
+			state: goldenColumn(goldenLegacy(), Column{Name: "customer_id", Type: "integer", ReferenceName: "legacy_customer_id_fkey", ReferenceValid: true,
+				Reference: &Reference{Schema: "acme-corp", Table: "customer", Column: "id", OnDelete: "NO ACTION"}}), wantErr: new(*UnsupportedColumnError)},
+		{name: "reserved_name", op: &AdoptModel{Model: "legacy"},
+			state: goldenRename(goldenLegacy(), "status", "order"), wantErr: new(*UnsupportedColumnError)},
+		{name: "unknown_model", op: &AdoptModel{Model: "customers"}, state: goldenTenant(nil, false, nil), wantErr: new(*UnknownModelError)},
 	}
 }
 
@@ -312,8 +423,9 @@ func checkGolden(t *testing.T, path, got string) {
 }
 
 // renderPlan writes a plan, or the error planning it, as an SQL script
-// whose comments say how the runner is to execute it and how the metadata
-// changes: the fields set (added or changed) and removed.
+// whose comments say how the runner is to execute it, how the metadata
+// changes (the fields set, added or changed, and removed), whether the
+// operation is in place, and what login role it returns.
 func renderPlan(s *State, p *Plan, err error) string {
 	var b strings.Builder
 	if err != nil {
@@ -334,8 +446,11 @@ func renderPlan(s *State, p *Plan, err error) string {
 			kind = "online"
 		}
 		fmt.Fprintf(&b, "-- phase %d: %s\n", i+1, kind)
-		for _, sql := range ph.Statements {
+		for j, sql := range ph.Statements {
 			b.WriteString(sql + ";\n")
+			if _, ok := ph.Hidden[j]; ok {
+				b.WriteString("-- runs with the secret in place of " + redacted + "\n")
+			}
 		}
 		for _, sql := range ph.Undo {
 			b.WriteString("-- undo: " + sql + ";\n")
@@ -372,6 +487,16 @@ func renderPlan(s *State, p *Plan, err error) string {
 	}
 	if p.DropTenant {
 		b.WriteString("-- tenant: unregister\n")
+	}
+	if unchanged(p, s) {
+		b.WriteString("-- in place: unchanged\n")
+	}
+	if p.Login != "" {
+		fmt.Fprintf(&b, "-- login role: %s", p.Login)
+		if p.Password != "" {
+			b.WriteString(", its password returned")
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }
@@ -447,5 +572,44 @@ func TestPlanObjectName(t *testing.T) {
 		if len(got) > maxIdentifierLength {
 			t.Errorf("objectName(%q, %q, %q) is %d bytes", tt.table, tt.column, tt.label, len(got))
 		}
+	}
+}
+
+// TestPlanPasswordVerifier checks the SCRAM-SHA-256 verifier against one
+// computed independently (with Python's hashlib and hmac) for RFC 7677's
+// example password and salt.
+func TestPlanPasswordVerifier(t *testing.T) {
+	salt, _ := base64.StdEncoding.DecodeString("W22ZaJ0SNY7soEsUEjb6gQ==")
+	got, err := scramVerifier("pencil", salt, 4096)
+	want := "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+	if err != nil || got != want {
+		t.Errorf("verifier %q (%v), want %q", got, err, want)
+	}
+}
+
+// TestPlanLoginSecret checks that a login role's password runs only in the
+// hidden form of its statement, as its verifier, and is what the plan
+// returns.
+func TestPlanLoginSecret(t *testing.T) {
+	op := &CreateTenant{Org: "acme-corp", Login: true}
+	if err := op.Validate(&planOptions); err != nil {
+		t.Fatal(err)
+	}
+	p, err := op.Plan(&State{Org: "acme-corp", Schema: "acme-corp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := p.Phases[0]
+	last := len(ph.Statements) - 1
+	shown, run := ph.Statements[last], ph.run(last)
+	if p.Password == "" || !strings.HasSuffix(shown, "PASSWORD "+redacted) || run != strings.TrimSuffix(shown, redacted)+quoteLiteral(op.secret.verifier) {
+		t.Errorf("password %q, statement shown %q, run %q", p.Password, shown, run)
+	}
+	if !strings.HasPrefix(op.secret.verifier, "SCRAM-SHA-256$4096:") || strings.Contains(run, p.Password) {
+		t.Errorf("verifier %q of password %q", op.secret.verifier, p.Password)
+	}
+	long := &CreateTenant{Org: strings.Repeat("a", 58), Login: true}
+	if err := long.Validate(&planOptions); sqlState(err) != "22023" {
+		t.Errorf("a login role name over 63 bytes: %v, want 22023", err)
 	}
 }

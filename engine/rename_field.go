@@ -32,6 +32,9 @@ func (op *RenameField) Validate(*Options) error {
 }
 
 func (op *RenameField) Plan(s *State) (*Plan, error) {
+	if err := s.managed(op.Model); err != nil {
+		return nil, err
+	}
 	if s.Table == nil {
 		return nil, &UnknownModelError{Org: s.Org, Model: op.Model}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -24,7 +23,7 @@ import (
 // is planned (or unchanged) and its statements are what Apply would run now.
 func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, error) {
 	return e.do(ctx, org, op, func(ctx context.Context, r *Result, _ time.Time) error {
-		conn, err := e.pool.Acquire(ctx)
+		conn, err := e.acquire(ctx)
 		if err != nil {
 			return err
 		}
@@ -33,7 +32,7 @@ func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, er
 		if err != nil {
 			return err
 		}
-		r.Statements = p.Statements()
+		r.Statements, r.Login = p.Statements(), p.Login
 		r.Status = Planned
 		if unchanged(p, s) {
 			r.Status = Unchanged
@@ -42,14 +41,21 @@ func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, er
 	})
 }
 
-// Apply runs op for org: validation, the tenant's advisory lock, then the
-// plan's transactions, each with SET LOCAL lock_timeout, the metadata and a
+// Apply runs op for org: validation, the tenant's lock, then the plan's
+// transactions, each with SET LOCAL lock_timeout, the metadata and a
 // history row committing with the DDL. Transient failures (lock timeout,
 // deadlock, serialization failure, lock not available, admin shutdown, too
-// many connections, lost connection) are retried from the start, after
-// undoing any phase that had committed.
+// many connections, no free connection in the pool, lost connection) are
+// retried from the start, after undoing any phase that had committed. An
+// engine runs one Apply per org at a time; the others wait, as long as
+// their ctx allows, before they take any connection.
 func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, error) {
 	return e.do(ctx, org, op, func(ctx context.Context, r *Result, start time.Time) error {
+		unlock, err := e.tenants.lock(ctx, org)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		var opID pgtype.UUID
 		crand.Read(opID.Bytes[:])
 		opID.Valid = true
@@ -99,7 +105,7 @@ func (e *Engine) do(ctx context.Context, org string, op Operation, run func(cont
 // plan reads the state and compiles op.
 func (e *Engine) plan(ctx context.Context, conn *pgx.Conn, org string, op Operation) (*Plan, *State, error) {
 	model, _ := op.Target()
-	s, err := e.readState(ctx, conn, org, model)
+	s, err := e.readState(ctx, conn, org, op)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -123,8 +129,8 @@ func unchanged(p *Plan, s *State) bool {
 	return p.Model == nil || reflect.DeepEqual(p.Model, s.Meta)
 }
 
-// attempt is one try of Apply, on one connection holding the tenant's
-// advisory lock.
+// attempt is one try of Apply, on one connection, while another holds the
+// tenant's lock.
 func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgtype.UUID, r *Result, start time.Time) (err error) {
 	opSpan := trace.SpanFromContext(ctx)
 	ctx, span := e.tracer.Start(ctx, "attempt", trace.WithAttributes(attribute.Int("pgmigrate.attempt", r.Attempts)))
@@ -134,24 +140,24 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		}
 		span.End()
 	}()
-	pc, err := e.pool.Acquire(ctx)
+	unlock, err := e.lockTenant(ctx, org)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	pc, err := e.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer pc.Release()
 	conn := pc.Conn()
-	lockKey := "pgmigrate:tenant:" + org
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(hashtextextended($1, 0))", lockKey); err != nil {
-		return err
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended($1, 0))", lockKey)
 
 	p, s, err := e.plan(ctx, conn, org, op)
 	if err != nil {
 		return err
 	}
 	opSpan.SetAttributes(namespace(conn.Config().Database, s.Schema))
-	r.Statements = p.Statements()
+	r.Statements, r.Login = p.Statements(), p.Login
 	if unchanged(p, s) {
 		r.Status = Unchanged
 		return nil
@@ -188,10 +194,48 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		e.undo(ctx, conn, phases[:undone])
 		return err
 	}
-	r.Status = Applied
+	r.Status, r.Password = Applied, p.Password
+	appliedBy := actorOf(ctx).user
+	if appliedBy == "" {
+		appliedBy = conn.Config().User
+	}
 	e.log.Info(logMessage(op), keyOrg, org, keyTable, r.Model, keyFields, fieldNames(p.Model, r.Field),
-		keyAttempt, r.Attempts, keyDurationMS, time.Since(start).Milliseconds(), keyTraceID, span.SpanContext().TraceID().String())
+		keyAttempt, r.Attempts, keyDurationMS, time.Since(start).Milliseconds(), keyAppliedBy, appliedBy,
+		keyTraceID, span.SpanContext().TraceID().String())
 	return nil
+}
+
+// lockTenant takes the tenant's lock: the org's row of pgmigrate.locks,
+// inserted or updated by a transaction on a connection of its own that
+// stays open until unlock rolls it back. Waiting for it is bounded by the
+// lock timeout (55P03, retried). Tenant roles have no access to schema
+// pgmigrate, so unlike an advisory lock they can neither take the lock
+// nor hold it.
+func (e *Engine) lockTenant(ctx context.Context, org string) (unlock func(), err error) {
+	pc, err := e.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := pc.Begin(ctx)
+	if err != nil {
+		pc.Release()
+		return nil, err
+	}
+	unlock = func() {
+		tx.Rollback(context.WithoutCancel(ctx))
+		pc.Release()
+	}
+	// The transaction idles while the attempt works: a server-wide
+	// idle_in_transaction_session_timeout must not end it.
+	_, err = tx.Exec(ctx, e.set("SET LOCAL")+"SET LOCAL idle_in_transaction_session_timeout = 0")
+	if err == nil {
+		_, err = tx.Exec(ctx, "INSERT INTO pgmigrate.locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = EXCLUDED.org", org)
+	}
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 // record writes the metadata change and the history row.
@@ -219,61 +263,52 @@ func (e *Engine) record(ctx context.Context, tx pgx.Tx, org string, op Operation
 			return err
 		}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, model, field, operation, statements, attempts, duration_ms)
-VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8)`,
-		opID, org, r.Model, r.Field, op.Kind(), p.Statements(), r.Attempts, time.Since(start).Milliseconds())
+	a := actorOf(ctx)
+	_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, model, field, operation, statements, attempts, duration_ms, applied_by, application)
+VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, COALESCE(NULLIF($9, ''), current_user), NULLIF($10, ''))`,
+		opID, org, r.Model, r.Field, op.Kind(), p.Statements(), r.Attempts, time.Since(start).Milliseconds(), a.user, a.application)
 	return err
 }
 
-// execTx runs a phase in a transaction with the engine's timeouts, then
+// execTx runs a phase in a transaction with the engine's settings, then
 // more (the metadata), then commits.
 func (e *Engine) execTx(ctx context.Context, conn *pgx.Conn, ph Phase, more func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := e.setTimeouts(ctx, tx); err != nil {
+	return e.inTx(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if err := e.execPhase(ctx, tx.Conn(), ph); err != nil {
 			return err
-		}
-		for _, sql := range ph.Statements {
-			if err := e.exec(ctx, tx.Conn(), sql); err != nil {
-				return err
-			}
 		}
 		return more(tx)
 	})
 }
 
-func (e *Engine) setTimeouts(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, "SET LOCAL standard_conforming_strings = on"); err != nil {
+// execOnline runs a statement that cannot run in a transaction block, with
+// the engine's settings set for the session around it.
+func (e *Engine) execOnline(ctx context.Context, conn *pgx.Conn, ph Phase) error {
+	if _, err := conn.Exec(ctx, e.set("SET")); err != nil {
 		return err
 	}
-	if err := setLocal(ctx, tx, "lock_timeout", e.opts.LockTimeout); err != nil {
-		return err
-	}
-	return setLocal(ctx, tx, "statement_timeout", e.opts.StatementTimeout)
+	defer conn.Exec(context.WithoutCancel(ctx), e.reset())
+	return e.execPhase(ctx, conn, ph)
 }
 
-// execOnline runs a statement that cannot run in a transaction block, with
-// the lock timeout set for the session around it.
-func (e *Engine) execOnline(ctx context.Context, conn *pgx.Conn, ph Phase) error {
-	set := fmt.Sprintf("SET lock_timeout = %d; SET statement_timeout = %d; SET standard_conforming_strings = on",
-		e.opts.LockTimeout.Milliseconds(), e.opts.StatementTimeout.Milliseconds())
-	if _, err := conn.Exec(ctx, set); err != nil {
-		return err
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "RESET lock_timeout; RESET statement_timeout")
-	for _, sql := range ph.Statements {
-		if err := e.exec(ctx, conn, sql); err != nil {
+// execPhase runs the statements of a phase, each as it runs but shown as
+// the plan shows it.
+func (e *Engine) execPhase(ctx context.Context, conn *pgx.Conn, ph Phase) error {
+	for i, sql := range ph.Statements {
+		if err := e.exec(ctx, conn, sql, ph.run(i)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// exec runs one statement in its own span.
-func (e *Engine) exec(ctx context.Context, conn *pgx.Conn, sql string) error {
-	ctx, span := e.tracer.Start(ctx, statementName(sql), trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attrSystem, semconv.DBQueryText(sql), semconv.DBOperationName(statementName(sql))))
+// exec runs one statement in its own span: run, which the span shows as
+// shown.
+func (e *Engine) exec(ctx context.Context, conn *pgx.Conn, shown, run string) error {
+	ctx, span := e.tracer.Start(ctx, statementName(shown), trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attrSystem, semconv.DBQueryText(shown), semconv.DBOperationName(statementName(shown))))
 	defer span.End()
-	_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	_, err := conn.Exec(ctx, run, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		recordError(span, err)
 	}
@@ -287,38 +322,49 @@ func (e *Engine) undo(ctx context.Context, conn *pgx.Conn, done []Phase) {
 	ctx = context.WithoutCancel(ctx)
 	for i := len(done) - 1; i >= 0; i-- {
 		for _, sql := range done[i].Undo {
-			var err error
-			if conn.IsClosed() {
-				_, err = e.pool.Exec(ctx, sql)
-			} else {
-				err = e.exec(ctx, conn, sql)
-			}
-			if err != nil {
+			if err := e.undoOne(ctx, conn, sql); err != nil {
 				e.log.Error("undo failed", keyError, err.Error(), keyStatement, sql)
 			}
 		}
 	}
 }
 
+// undoOne runs an undo statement under the engine's settings, on conn or,
+// if it is gone, on a fresh connection.
+func (e *Engine) undoOne(ctx context.Context, conn *pgx.Conn, sql string) error {
+	if conn.IsClosed() {
+		pc, err := e.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer pc.Release()
+		conn = pc.Conn()
+	}
+	return e.execOnline(ctx, conn, Phase{Statements: []string{sql}})
+}
+
 // committed resolves a COMMIT whose answer was lost with the connection:
 // the history row of opID exists if and only if it committed.
 func (e *Engine) committed(ctx context.Context, opID pgtype.UUID) bool {
+	ctx = context.WithoutCancel(ctx)
 	var ok bool
-	err := e.pool.QueryRow(context.WithoutCancel(ctx), "SELECT EXISTS (SELECT 1 FROM pgmigrate.history WHERE op_id = $1)", opID).Scan(&ok)
+	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pgmigrate.history WHERE op_id = $1)", opID).Scan(&ok)
+	})
 	return err == nil && ok
 }
 
 // retryableStates are the SQLSTATEs worth another attempt: lock not
 // available, deadlock, serialization failure, object in use, admin
-// shutdown, too many connections.
+// shutdown, too many connections (PostgreSQL's, or no free connection in
+// the engine's pool).
 var retryableStates = []string{"55P03", "40P01", "40001", "55006", "57P01", "53300"}
 
-// retryable reports whether err is transient: one of retryableStates or a
-// lost connection.
+// retryable reports whether err is transient: one of retryableStates, from
+// PostgreSQL or the engine, or a lost connection.
 func retryable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return slices.Contains(retryableStates, pgErr.Code)
+	if code := sqlState(err); code != "" {
+		return slices.Contains(retryableStates, code)
 	}
 	var netErr net.Error
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &netErr) || pgconn.SafeToRetry(err)

@@ -31,8 +31,8 @@ func (e *Engine) Verify(ctx context.Context, org string) ([]Drift, error) {
 		return nil, err
 	}
 	var drifts []Drift
-	err := pgx.BeginTxFunc(ctx, e.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		schema, _, err := tenantSchema(ctx, tx, org)
+	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+		schema, _, err := tenantSchema(ctx, tx, org, org)
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,7 @@ func optional(name string, typ argType) param { return param{name: name, typ: ty
 type procedure struct {
 	args     []param // positional arguments, in order; they may be named too
 	mutating bool
+	admin    bool // only admin sessions may call it
 }
 
 // procedures are the migrate procedures by name.
@@ -48,8 +49,9 @@ var procedures = map[string]*procedure{
 	"list_models":   {},
 	"history":       {args: []param{optional("model", textArg)}},
 	"verify":        {},
-	"create_tenant": {mutating: true, args: []param{required("org", textArg), optional("upstream", textArg)}},
-	"drop_tenant":   {mutating: true, args: []param{required("org", textArg)}},
+	"adopt_model":   {mutating: true, admin: true, args: []param{required("model", textArg)}},
+	"create_tenant": {mutating: true, admin: true, args: []param{required("org", textArg), optional("upstream", textArg), optional("login", boolArg)}},
+	"drop_tenant":   {mutating: true, admin: true, args: []param{required("org", textArg)}},
 }
 
 // options are the arguments every procedure takes by name only, unless it

@@ -3,6 +3,7 @@ package intercept
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgmigrate/pgmigrate-proxy/engine"
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
 
 // column is a result column: its name and type.
@@ -37,7 +39,8 @@ var (
 			{"statements", pgtype.TextOID}, {"attempts", pgtype.Int4OID}, {"duration_ms", pgtype.Int8OID},
 			{"applied_by", pgtype.TextOID}, {"applied_at", pgtype.TimestamptzOID},
 		},
-		"verify": {{"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"kind", pgtype.TextOID}, {"detail", pgtype.TextOID}},
+		"verify":        {{"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"kind", pgtype.TextOID}, {"detail", pgtype.TextOID}},
+		"create_tenant": append(slices.Clip(resultColumns), column{"login", pgtype.TextOID}, column{"password", pgtype.TextOID}),
 	}
 )
 
@@ -49,8 +52,10 @@ func columnsOf(proc string) []column {
 	return resultColumns
 }
 
-// execute runs a bound call on the engine and returns its rows.
-func execute(ctx context.Context, eng *engine.Engine, org string, call *Call) (*resultSet, error) {
+// execute runs a bound call for the routed tenant on its engine and
+// returns its rows.
+func execute(ctx context.Context, eng *engine.Engine, route policy.Route, call *Call, rules policy.Rules) (*resultSet, error) {
+	org := route.Org
 	rs := &resultSet{cols: columnsOf(call.Proc)}
 	switch call.Proc {
 	case "describe":
@@ -83,7 +88,7 @@ func execute(ctx context.Context, eng *engine.Engine, org string, call *Call) (*
 		}
 		return rs, err
 	}
-	op, err := operation(call)
+	op, err := operation(call, rules)
 	if err != nil {
 		return nil, err
 	}
@@ -95,13 +100,36 @@ func execute(ctx context.Context, eng *engine.Engine, org string, call *Call) (*
 	if err != nil {
 		return nil, err
 	}
-	rs.add(string(res.Status), res.Org, res.Model, res.Field, strings.Join(res.Statements, ";\n"),
-		strconv.Itoa(res.Attempts), strconv.FormatInt(res.Duration.Milliseconds(), 10))
+	row := []any{string(res.Status), res.Org, res.Model, res.Field, strings.Join(res.Statements, ";\n"),
+		strconv.Itoa(res.Attempts), strconv.FormatInt(res.Duration.Milliseconds(), 10)}
+	if call.Proc == "create_tenant" {
+		row = append(row, nullIfEmpty(res.Login), nullIfEmpty(res.Password))
+	}
+	rs.add(row...)
 	return rs, nil
 }
 
+// posture runs the posture check of an upstream database for an admin
+// session's verify(): one row per finding, the role or schema as field.
+func posture(ctx context.Context, eng *engine.Engine, rules policy.Rules) (*resultSet, error) {
+	findings, err := eng.Posture(ctx, rules.RawDDL == policy.RawDDLDeny)
+	rs := &resultSet{cols: columnsOf("verify")}
+	for _, f := range findings {
+		rs.add(nil, f.Object, f.Kind, f.Detail)
+	}
+	return rs, err
+}
+
+// nullIfEmpty is s, or NULL when it is empty.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
 // operation builds the engine operation of a mutating call.
-func operation(call *Call) (engine.Operation, error) {
+func operation(call *Call, rules policy.Rules) (engine.Operation, error) {
 	a := call.Args
 	switch call.Proc {
 	case "create_model":
@@ -119,8 +147,10 @@ func operation(call *Call) (engine.Operation, error) {
 		return &engine.DropModel{Model: a["model"]}, nil
 	case "rename_field":
 		return &engine.RenameField{Model: a["model"], From: a["from"], To: a["to"]}, nil
+	case "adopt_model":
+		return &engine.AdoptModel{Model: a["model"]}, nil
 	case "create_tenant":
-		return &engine.CreateTenant{Org: a["org"]}, nil
+		return &engine.CreateTenant{Org: a["org"], Login: a["login"] == "true", NoCreate: rules.RawDDL == policy.RawDDLDeny}, nil
 	case "drop_tenant":
 		return &engine.DropTenant{Org: a["org"]}, nil
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgmigrate/pgmigrate-proxy/engine"
 )
 
 // fanOutWorkers is how many tenants org => '*' migrates at once.
@@ -27,7 +29,7 @@ func (h *Handler) fanOut(ctx context.Context, sess Session, call *Call) (*result
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			row, note := h.runTenant(ctx, t.Upstream, t.Org, call)
+			row, note := h.runTenant(ctx, t.Org, call)
 			mu.Lock()
 			defer mu.Unlock()
 			rows[i] = row
@@ -43,11 +45,15 @@ func (h *Handler) fanOut(ctx context.Context, sess Session, call *Call) (*result
 
 // runTenant runs call for one tenant and returns its result row and a line
 // for the client.
-func (h *Handler) runTenant(ctx context.Context, upstream, org string, call *Call) ([]*string, string) {
-	eng, err := h.engine(upstream)
+func (h *Handler) runTenant(ctx context.Context, org string, call *Call) ([]*string, string) {
 	var rs *resultSet
+	route, err := h.Route(ctx, org)
+	var eng *engine.Engine
 	if err == nil {
-		rs, err = execute(ctx, eng, org, call)
+		eng, err = h.Engine(route)
+	}
+	if err == nil {
+		rs, err = execute(ctx, eng, route, call, h.Rules())
 	}
 	if err != nil {
 		failed := &resultSet{cols: resultColumns}

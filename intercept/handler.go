@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -23,40 +25,91 @@ import (
 const allTenants = "*"
 
 // Handler runs migrate commands for client sessions: it parses and binds
-// the command, applies the policy, runs it on the engine of the session's
-// upstream and encodes the result as PostgreSQL messages.
+// the command, applies the policy, runs it on the engine of the tenant's
+// upstream database and encodes the result as PostgreSQL messages.
 type Handler struct {
-	// Engines by upstream name.
-	Engines map[string]*engine.Engine
+	// Engine returns the engine of a route's upstream database.
+	Engine func(route policy.Route) (*engine.Engine, error)
+	// Route finds an org's tenant, for org => '...' in admin sessions.
+	Route func(ctx context.Context, org string) (policy.Route, error)
 	// Rules returns the policy in force (it changes on reload).
 	Rules func() policy.Rules
 	// Tenants lists every tenant, for org => '*'.
 	Tenants func() []policy.Tenant
+	// CommandTimeout is the deadline of one command; 0 means none.
+	CommandTimeout time.Duration
 	// TracerProvider makes the command spans; nil means the global one.
 	TracerProvider trace.TracerProvider
+	// Logger receives a line per audited DDL statement; nil discards them.
+	Logger *slog.Logger
 }
 
-// Take reports whether sql is a migrate command for the handler: the cheap
-// check first, which is all that ordinary queries cost, then a parse to
-// tell a real command from text that only starts like one.
-func (h *Handler) Take(sql []byte) bool {
-	if !Maybe(sql) {
-		return false
+// Verdict is what the proxy does with a text it sees.
+type Verdict uint8
+
+const (
+	// Pass: the text goes upstream unchanged.
+	Pass Verdict = iota
+	// Answer: the proxy takes the message off the wire and the handler
+	// answers it (a migrate command, or a statement refused).
+	Answer
+	// Audit: the text goes upstream, and the handler records it (Audit).
+	Audit
+)
+
+// Take decides what becomes of the SQL text of a Query or Parse message of
+// a session (tenant is true for a tenant session). It runs on the relay's
+// hot path: only the cheap recognizer, no parsing, no allocation. Migrate
+// commands are answered; in tenant sessions, so are role changes and, with
+// raw_ddl: deny, DDL statements (to be refused), while with raw_ddl: audit
+// DDL statements pass and are audited.
+func (h *Handler) Take(sql []byte, tenant bool) Verdict {
+	switch Classify(sql) {
+	case Migrate:
+		return Answer
+	case RoleChange:
+		if tenant {
+			return Answer
+		}
+	case DDL:
+		if !tenant {
+			return Pass
+		}
+		switch h.Rules().RawDDL {
+		case policy.RawDDLDeny:
+			return Answer
+		case policy.RawDDLAudit:
+			return Audit
+		}
 	}
-	_, err := Parse(string(sql))
-	return !errors.Is(err, ErrNotCommand)
+	return Pass
+}
+
+// parse reads a text the proxy took: a migrate command, parsed once, or a
+// statement the session may not send, refused.
+func parse(sql string) (*Command, error) {
+	switch Classify([]byte(sql)) {
+	case RoleChange:
+		return nil, &Error{Code: codeInsufficientPrivilege, Msg: "permission denied to change role in a tenant session",
+			DetailText: "A tenant session runs as its tenant's role, which the proxy sets when the session starts.",
+			HintText:   "Connect as the login role you need instead."}
+	case DDL:
+		return nil, &Error{Code: codeInsufficientPrivilege, Msg: "permission denied: DDL statements are not allowed in tenant sessions (raw_ddl: deny)",
+			HintText: "Change the schema with CALL migrate.* commands."}
+	}
+	return Parse(sql)
 }
 
 // Query answers the simple Query sql: the messages up to ReadyForQuery,
 // which the caller adds. Every error becomes an ErrorResponse; the session
 // stays usable.
 func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
-	cmd, err := Parse(sql)
+	cmd, err := parse(sql)
 	if err != nil {
 		return errorResponse(nil, err)
 	}
 	if cmd.ParamCount() > 0 {
-		return errorResponse(nil, &Error{Code: "42P02", Msg: fmt.Sprintf("there is no parameter $%d", cmd.ParamCount())})
+		return errorResponse(nil, &Error{Code: codeUndefinedParameter, Msg: fmt.Sprintf("there is no parameter $%d", cmd.ParamCount())})
 	}
 	call, err := cmd.Bind(nil)
 	if err != nil {
@@ -69,11 +122,34 @@ func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
 	return rs.encode(nil, true)
 }
 
+// Audit records a DDL statement a tenant session sent under raw_ddl:
+// audit, in the tenant's history and the log. Failures are logged.
+func (h *Handler) Audit(ctx context.Context, sess Session, sql string) {
+	log := h.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Info("raw DDL", "org", sess.Route.Org, "applied_by", sess.User, "application", sess.Application, "statement", sql)
+	eng, err := h.Engine(sess.Route)
+	if err == nil {
+		err = eng.Audit(engine.WithActor(ctx, sess.User, sess.Application), sess.Route.Org, sql)
+	}
+	if err != nil {
+		log.Error("recording raw DDL in history failed", "org", sess.Route.Org, "error", err.Error())
+	}
+}
+
 // call runs a bound command in its span (parented by the command's
-// sqlcommenter traceparent, if any) and returns its rows.
+// sqlcommenter traceparent, if any) and under the command deadline, and
+// returns its rows.
 func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Call) (*resultSet, error) {
 	if tp := cmd.Traceparent; tp != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
+	}
+	if h.CommandTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.CommandTimeout)
+		defer cancel()
 	}
 	tracerProvider := h.TracerProvider
 	if tracerProvider == nil {
@@ -84,7 +160,10 @@ func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Ca
 		trace.WithAttributes(attribute.String("db.operation.name", "CALL"), attribute.String("db.stored_procedure.name", "migrate."+cmd.Proc),
 			attribute.String("enduser.id", sess.User), attribute.String("pgmigrate.org", sess.Route.Org)))
 	defer span.End()
-	rs, err := h.run(ctx, sess, call)
+	rs, err := h.run(engine.WithActor(ctx, sess.User, sess.Application), sess, call)
+	if err != nil && ctx.Err() != nil {
+		err = h.canceled(ctx, err)
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -92,71 +171,115 @@ func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Ca
 	return rs, err
 }
 
+// canceled is the error of a command whose context ended: its client
+// cancelled it or left, or the command deadline passed.
+func (h *Handler) canceled(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return &Error{Code: codeQueryCanceled, Msg: fmt.Sprintf("canceling migrate command: it ran past engine.command_timeout (%s)", h.CommandTimeout),
+			DetailText: err.Error()}
+	}
+	return &Error{Code: codeQueryCanceled, Msg: "canceling statement due to user request", DetailText: err.Error()}
+}
+
 func (h *Handler) run(ctx context.Context, sess Session, call *Call) (*resultSet, error) {
-	eng, err := h.engine(sess.Route.Upstream.Name)
+	target, err := h.authorize(ctx, sess, call)
 	if err != nil {
 		return nil, err
 	}
-	org, err := h.authorize(ctx, sess, eng, call)
-	if err != nil {
-		return nil, err
-	}
-	if org == allTenants {
+	if target.Org == allTenants {
 		return h.fanOut(ctx, sess, call)
 	}
-	return execute(ctx, eng, org, call)
-}
-
-func (h *Handler) engine(upstream string) (*engine.Engine, error) {
-	eng := h.Engines[upstream]
-	if eng == nil {
-		return nil, &Error{Code: "58000", Msg: fmt.Sprintf("no engine for upstream %q", upstream)}
+	eng, err := h.Engine(target)
+	if err != nil {
+		return nil, err
 	}
-	return eng, nil
+	if call.Proc == "verify" && target.Org == "" {
+		return posture(ctx, eng, h.Rules())
+	}
+	return execute(ctx, eng, target, call, h.Rules())
 }
 
-// authorize applies the policy and returns the org the command is for.
-func (h *Handler) authorize(ctx context.Context, sess Session, eng *engine.Engine, call *Call) (string, error) {
+// authorize applies the policy and returns the route of the tenant the
+// command is for: the session's own, or for an admin session the org it
+// names (Org "*" for every tenant; no Org for the posture check), or for
+// the tenant commands the session's upstream database with the org made
+// or dropped.
+func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (policy.Route, error) {
 	if sess.InTransaction {
-		return "", &Error{Code: "25001", Msg: "migrate commands cannot run inside a transaction block",
+		return policy.Route{}, &Error{Code: "25001", Msg: "migrate commands cannot run inside a transaction block",
 			HintText: "Run it outside BEGIN ... COMMIT: each command is a transaction of its own."}
 	}
 	rules := h.Rules()
-	tenantOp := call.Proc == "create_tenant" || call.Proc == "drop_tenant"
 	admin := sess.Route.Org == "" && slices.Contains(rules.Admins, sess.User)
-	if tenantOp && !admin {
-		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied for migrate.%s", call.Proc),
-			DetailText: "Tenants are created and dropped from an admin session on the upstream's database."}
+	if procedures[call.Proc].admin && !admin {
+		return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("permission denied for migrate.%s", call.Proc),
+			DetailText: fmt.Sprintf("migrate.%s runs only in an admin session on the upstream's database.", call.Proc)}
 	}
-	org := call.Org
+	target := sess.Route
 	switch {
-	case tenantOp:
-		org = call.Args["org"]
-	case sess.Route.Org == "" && org == "":
-		return "", &Error{Code: "42601", Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
-	case org == allTenants && (!admin || !call.Mutating()):
-		return "", &Error{Code: "42501", Msg: "org => '*' is for schema changes from an admin session"}
-	case sess.Route.Org == "":
-	case org != "" && org != sess.Route.Org:
-		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied: this session belongs to org %q, not %q", sess.Route.Org, org)}
-	default:
-		org = sess.Route.Org
+	case call.Proc == "create_tenant" || call.Proc == "drop_tenant":
+		// The tenant is made or dropped in the session's database.
+		target.Org = call.Args["org"]
+	case sess.Route.Org != "":
+		if call.Org != "" && call.Org != sess.Route.Org {
+			return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("permission denied: this session belongs to org %q, not %q", sess.Route.Org, call.Org)}
+		}
+		if err := h.member(ctx, sess); err != nil {
+			return policy.Route{}, err
+		}
+	case !admin:
+		return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("permission denied: user %q is not an admin", sess.User),
+			HintText: "Connect with the org as the database name to act for a tenant."}
+	case call.Org == allTenants:
+		if !call.Mutating() {
+			return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: "org => '*' is for schema changes from an admin session"}
+		}
+		target.Org = allTenants
+	case call.Org != "":
+		route, err := h.Route(ctx, call.Org)
+		if err != nil {
+			return policy.Route{}, err
+		}
+		target = route
+	case call.Proc != "verify":
+		return policy.Route{}, &Error{Code: codeSyntaxError, Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
 	}
 	if !call.Mutating() || call.DryRun {
-		return org, nil
+		return target, nil
+	}
+	eng, err := h.Engine(sess.Route)
+	if err != nil {
+		return policy.Route{}, err
 	}
 	ok, err := migrator(ctx, eng, rules.Migrators, sess.User)
 	if err != nil {
-		return "", err
+		return policy.Route{}, err
 	}
 	if !ok {
-		return "", &Error{Code: "42501", Msg: fmt.Sprintf("permission denied: user %q may not run migrate.%s", sess.User, call.Proc),
+		return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("permission denied: user %q may not run migrate.%s", sess.User, call.Proc),
 			HintText: "The policy's migrators list says who may."}
 	}
 	if (call.Proc == "drop_field" || call.Proc == "drop_model") && !rules.AllowDrop {
-		return "", &Error{Code: "42501", Msg: fmt.Sprintf("migrate.%s is not allowed by policy (allow_drop: false)", call.Proc)}
+		return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("migrate.%s is not allowed by policy (allow_drop: false)", call.Proc)}
 	}
-	return org, nil
+	return target, nil
+}
+
+// member checks that the user of a tenant session is (still) a member of
+// its tenant's role, as PostgreSQL checked when the session started.
+func (h *Handler) member(ctx context.Context, sess Session) error {
+	eng, err := h.Engine(sess.Route)
+	if err != nil {
+		return err
+	}
+	ok, err := eng.HasRole(ctx, sess.User, sess.Route.Org)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("permission denied: user %q is not a member of the role of org %q", sess.User, sess.Route.Org)}
+	}
+	return nil
 }
 
 // migrator reports whether the policy's migrators list names user: "*",

@@ -36,7 +36,8 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := cluster.CreateDatabase(t)
-	if err := cluster.Exec(ctx, db, "CREATE SCHEMA acme"); err != nil {
+	if err := cluster.Exec(ctx, db, `CREATE SCHEMA acme;
+DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'acme') THEN CREATE ROLE acme NOLOGIN; END IF; END$$`); err != nil {
 		t.Fatal(err)
 	}
 	pool, err := pgxpool.New(ctx, cluster.DSN("postgres", db))
@@ -52,7 +53,7 @@ func newFixture(t testing.TB) *fixture {
 	eng := engine.New(pool, opts)
 	return &fixture{
 		h: &Handler{
-			Engines:        map[string]*engine.Engine{"main": eng},
+			Engine:         func(policy.Route) (*engine.Engine, error) { return eng, nil },
 			Rules:          func() policy.Rules { return policy.Rules{Migrators: []string{"*"}, AllowDrop: true} },
 			TracerProvider: tp,
 		},

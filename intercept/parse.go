@@ -2,7 +2,6 @@ package intercept
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -14,9 +13,12 @@ import (
 // SQLSTATEs of the errors this package reports.
 const (
 	codeFeatureNotSupported       = "0A000"
+	codeProgramLimitExceeded      = "54000"
 	codeNullValueNotAllowed       = "22004"
 	codeInvalidTextRepresentation = "22P02"
 	codeSyntaxError               = "42601"
+	codeInsufficientPrivilege     = "42501"
+	codeQueryCanceled             = "57014"
 	codeUndefinedFunction         = "42883"
 	codeUndefinedParameter        = "42P02"
 )
@@ -39,10 +41,9 @@ func (e *Error) SQLState() string { return e.Code }
 func (e *Error) Detail() string   { return e.DetailText }
 func (e *Error) Hint() string     { return e.HintText }
 
-// ErrNotCommand is Parse's answer for SQL that holds no migrate command
-// after all, as Maybe may say yes to such text. The caller sends the text
-// on unchanged.
-var ErrNotCommand = errors.New("not a migrate command")
+// MaxCommandText is the largest migrate command text, in bytes, that Parse
+// reads: a longer one is refused (54000) without being parsed.
+const MaxCommandText = 1 << 20
 
 // Command is a parsed CALL migrate.<proc>(...), before its parameters are
 // bound.
@@ -73,19 +74,29 @@ type Arg struct {
 // castTypes are the types an argument may be cast to.
 var castTypes = map[string]bool{"jsonb": true, "json": true, "text": true, "varchar": true, "bool": true, "int4": true}
 
-// Parse parses SQL for which Maybe said yes. The text must be a single
-// CALL of a known migrate procedure whose arguments are literals, NULL or
-// $n parameters, optionally cast, and fit the procedure's signature;
-// otherwise Parse returns an *Error, or ErrNotCommand if the text holds no
-// migrate command at all.
+// Parse parses SQL that Classify calls Migrate. The text must be a
+// single CALL of a known migrate procedure whose arguments are literals,
+// NULL or $n parameters (n no greater than the procedure's number of
+// arguments), optionally cast, and fit the procedure's signature; otherwise
+// Parse returns an *Error. A text that Classify took for a command but
+// that holds none (a Unicode-escaped name, or one read differently with
+// standard_conforming_strings off) is refused too: the proxy answers every
+// text it takes, so that none can slip past it to PostgreSQL.
 func Parse(sql string) (*Command, error) {
+	if len(sql) > MaxCommandText {
+		return nil, errorf(codeProgramLimitExceeded, "migrate command text of %d bytes exceeds the limit of %d bytes", len(sql), MaxCommandText)
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return nil, &Error{Code: codeSyntaxError, Msg: err.Error()}
 	}
 	var call *pg_query.FuncCall
 	for _, raw := range tree.Stmts {
-		if fc := migrateCall(raw.Stmt); fc != nil {
+		fc, err := migrateCall(raw.Stmt)
+		if err != nil {
+			return nil, err
+		}
+		if fc != nil {
 			if len(tree.Stmts) > 1 {
 				return nil, &Error{Code: codeFeatureNotSupported,
 					Msg:      "a migrate command must be alone in its query",
@@ -95,7 +106,7 @@ func Parse(sql string) (*Command, error) {
 		}
 	}
 	if call == nil {
-		return nil, ErrNotCommand
+		return nil, errNotCommand
 	}
 	c := &Command{Proc: call.Funcname[1].GetString_().GetSval(), Traceparent: traceparent([]byte(sql))}
 	proc, err := lookup(c.Proc)
@@ -105,8 +116,9 @@ func Parse(sql string) (*Command, error) {
 	if call.AggStar || call.AggDistinct || call.FuncVariadic || len(call.AggOrder) > 0 {
 		return nil, errorf(codeSyntaxError, "migrate.%s takes a plain list of arguments", c.Proc)
 	}
+	maxParam := len(proc.args) + len(proc.namedOnly())
 	for i, n := range call.Args {
-		a, err := argument(n, fmt.Sprintf("argument %d of migrate.%s", i+1, c.Proc))
+		a, err := argument(n, fmt.Sprintf("argument %d of migrate.%s", i+1, c.Proc), maxParam)
 		if err != nil {
 			return nil, err
 		}
@@ -118,23 +130,36 @@ func Parse(sql string) (*Command, error) {
 	return c, nil
 }
 
+// errNotCommand refuses a text that Classify took for a migrate command but
+// that PostgreSQL's parser reads otherwise.
+var errNotCommand = &Error{Code: codeFeatureNotSupported,
+	Msg:        "statement looks like a migrate command but is not one",
+	DetailText: "The proxy answers every text that may hold CALL migrate.* itself. A Unicode-escaped name (U&\"...\") after CALL, or backslashes in strings, which read differently with standard_conforming_strings off, make a text look like one.",
+	HintText:   "Write the statement without them."}
+
 // migrateCall returns the call of a statement CALL migrate.<proc>(...), or
-// nil.
-func migrateCall(stmt *pg_query.Node) *pg_query.FuncCall {
+// nil for any other statement. A database-qualified procedure,
+// CALL db.migrate.<proc>(...), and CALL migrate.x.y(...) are refused.
+func migrateCall(stmt *pg_query.Node) (*pg_query.FuncCall, error) {
 	call := stmt.GetCallStmt().GetFunccall()
 	if call == nil {
-		return nil
+		return nil, nil
 	}
 	name := call.Funcname
-	if len(name) != 2 || name[0].GetString_().GetSval() != "migrate" {
-		return nil
+	switch {
+	case len(name) == 2 && name[0].GetString_().GetSval() == "migrate":
+		return call, nil
+	case len(name) == 3 && (name[0].GetString_().GetSval() == "migrate" || name[1].GetString_().GetSval() == "migrate"):
+		return nil, &Error{Code: codeFeatureNotSupported,
+			Msg:      "cross-database references are not implemented for migrate commands",
+			HintText: "Call the procedure as migrate.<procedure>(...): the session's database is the one it acts on."}
 	}
-	return call
+	return nil, nil
 }
 
 // argument converts an argument of the call; its errors start with where,
 // which names the argument.
-func argument(n *pg_query.Node, where string) (Arg, error) {
+func argument(n *pg_query.Node, where string, maxParam int) (Arg, error) {
 	var a Arg
 	if named := n.GetNamedArgExpr(); named != nil {
 		a.Name = named.Name
@@ -149,7 +174,7 @@ func argument(n *pg_query.Node, where string) (Arg, error) {
 	}
 	if p := n.GetParamRef(); p != nil {
 		a.Kind, a.Param = Param, int(p.Number)
-		if a.Param < 1 {
+		if a.Param < 1 || a.Param > maxParam {
 			return a, errorf(codeUndefinedParameter, "%s refers to $%d; there is no such parameter", where, a.Param)
 		}
 		return a, nil
@@ -203,7 +228,7 @@ func (c *Command) ParamCount() int {
 // or "".
 func traceparent(sql []byte) string {
 	for i := 0; i < len(sql); {
-		end := tokenEnd(sql, i)
+		end := tokenEnd(sql, i, false)
 		if sql[i] == '/' && isComment(sql, i) {
 			if body, closed := bytes.CutSuffix(sql[i+2:end], []byte("*/")); closed {
 				if tp := commentTraceparent(string(body)); tp != "" {

@@ -2,7 +2,9 @@ package intercept
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -125,7 +127,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseHints(t *testing.T) {
 	_, err := Parse("CALL migrate.nope()")
-	if want := "The migrate procedures are add_field, alter_field, create_model, create_tenant, describe, drop_field, drop_model, drop_tenant, history, list_models, rename_field, verify."; hint(err) != want {
+	if want := "The migrate procedures are add_field, adopt_model, alter_field, create_model, create_tenant, describe, drop_field, drop_model, drop_tenant, history, list_models, rename_field, verify."; hint(err) != want {
 		t.Errorf("hint %q, want %q", hint(err), want)
 	}
 	_, err = Parse("CALL migrate.create_model()")
@@ -155,14 +157,51 @@ func TestParseNotCommand(t *testing.T) {
 		"",
 		"-- nothing",
 		"SELECT 1",
-		"CALL migrate.x.y()",
 		`CALL U&"other".x()`,
 		"CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; CALL migrate.verify(); END",
+		`SELECT '\''; CALL migrate.list_models(); --'`,
 	} {
-		if _, err := Parse(sql); err != ErrNotCommand {
-			t.Errorf("Parse(%q): %v, want ErrNotCommand", sql, err)
+		if _, err := Parse(sql); err != errNotCommand {
+			t.Errorf("Parse(%q): %v, want errNotCommand", sql, err)
 		}
 	}
+	for _, sql := range []string{"CALL migrate.x.y()", "CALL crm.migrate.list_models()", `CALL "crm"."migrate".verify()`} {
+		_, err := Parse(sql)
+		checkError(t, sql, err, "0A000", "cross-database references are not implemented for migrate commands")
+	}
+}
+
+func TestParseLimits(t *testing.T) {
+	_, err := Parse("CALL migrate.describe($2147483647)")
+	checkError(t, "$2147483647", err, "42P02", "argument 1 of migrate.describe refers to $2147483647; there is no such parameter")
+	// describe takes model, org, dry_run and confirm: $4 is the highest.
+	if _, err := Parse("CALL migrate.describe($4)"); err != nil {
+		t.Errorf("$4: %v", err)
+	}
+	_, err = Parse("CALL migrate.describe($5)")
+	checkError(t, "$5", err, "42P02", "argument 1 of migrate.describe refers to $5; there is no such parameter")
+	long := "CALL migrate.describe('" + strings.Repeat("x", MaxCommandText) + "')"
+	_, err = Parse(long)
+	checkError(t, "long text", err, "54000", fmt.Sprintf("migrate command text of %d bytes exceeds the limit of %d bytes", len(long), MaxCommandText))
+}
+
+func FuzzParamNumber(f *testing.F) {
+	for _, n := range []uint32{0, 1, 4, 5, 1 << 16, 1<<31 - 1, 1 << 31, 1<<32 - 1} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, n uint32) {
+		c, err := Parse(fmt.Sprintf("CALL migrate.describe($%d)", n))
+		if err != nil {
+			checkCoded(t, err)
+			return
+		}
+		if types := c.ParamTypes(); n == 0 || n > 4 || len(types) != int(n) {
+			t.Errorf("$%d accepted with %d parameter types", n, len(types))
+		}
+		if _, err := c.Bind(make([]*string, min(n, 4))); err == nil && n > 0 {
+			t.Errorf("$%d bound to NULL for a required argument", n)
+		}
+	})
 }
 
 func TestParamCount(t *testing.T) {

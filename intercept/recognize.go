@@ -2,62 +2,217 @@ package intercept
 
 import "bytes"
 
-// Maybe reports whether the SQL text of a Query or Parse message may hold a
-// migrate command: a statement that starts, after whitespace and comments,
-// with CALL followed by the schema migrate (unquoted in any case, or quoted
-// exactly as "migrate") and a dot. A schema written as a Unicode-escaped
-// identifier (U&"...") counts as well, as it may spell migrate.
+// Kind is what the recognizer makes of the SQL text of a Query or Parse
+// message: the kind of the most telling of its statements, in the order
+// below (a text holding a migrate command is Migrate, whatever else it
+// holds).
+type Kind uint8
+
+const (
+	// Ordinary is every other text: passed on unchanged.
+	Ordinary Kind = iota
+	// DDL is a statement starting with CREATE, ALTER, DROP, COMMENT, GRANT,
+	// REVOKE, SECURITY LABEL or IMPORT FOREIGN SCHEMA.
+	DDL
+	// RoleChange is SET ROLE, RESET ROLE, SET SESSION AUTHORIZATION or
+	// RESET SESSION AUTHORIZATION, in any of their spellings.
+	RoleChange
+	// Migrate is a statement that may be a migrate command: CALL followed
+	// by the schema migrate (unquoted in any case, or quoted exactly as
+	// "migrate") and a dot, or by a name, a dot, migrate and a dot (a
+	// database-qualified procedure). A name written as a Unicode-escaped
+	// identifier (U&"...") counts as well, as it may spell migrate.
+	Migrate
+)
+
+// Classify returns the kind of sql. It looks at the start of every
+// statement of the text, as PostgreSQL's lexer splits it with
+// standard_conforming_strings on and, when the text holds a backslash,
+// also as with it off: a text is whatever either reading makes it, so a
+// statement cannot hide from the proxy behind the session's setting of
+// standard_conforming_strings, nor behind a SET of it sent in the same
+// pipeline.
 //
-// Maybe looks at the start of every statement of the text, so a migrate
-// command after another statement is seen too; Parse then rejects the
-// mixture. It does not parse and does not allocate. It may say yes to text
-// that is not a migrate command, which Parse then tells apart, but it never
-// says no to a text that PostgreSQL would parse as a CALL of a procedure in
-// schema migrate.
-func Maybe(sql []byte) bool {
+// Classify does not parse and does not allocate. It may call a text
+// Migrate that is not a migrate command, which Parse then refuses, but it
+// never misses a text that PostgreSQL would parse as a CALL of a procedure
+// in schema migrate.
+func Classify(sql []byte) Kind {
+	k := classify(sql, false)
+	if k < Migrate && bytes.IndexByte(sql, '\\') >= 0 {
+		k = max(k, classify(sql, true))
+	}
+	return k
+}
+
+// classify returns the highest kind among the statements of sql, lexed
+// with backslash escapes in every quoted string when backslash is set.
+func classify(sql []byte, backslash bool) Kind {
+	k := Ordinary
 	for i := 0; i < len(sql); {
 		i = skipSpace(sql, i)
-		if callsMigrate(sql, i) {
+		if i == len(sql) {
+			break
+		}
+		k = max(k, statementKind(sql, i))
+		if k == Migrate || bytes.IndexByte(sql[i:], ';') < 0 {
+			return k
+		}
+		i = statementEnd(sql, i, backslash)
+	}
+	return k
+}
+
+// ddlWords start the statements of kind DDL.
+var ddlWords = [...]string{"create", "alter", "drop", "comment", "grant", "revoke", "security", "import"}
+
+// statementKind returns the kind of the statement at sql[i].
+func statementKind(sql []byte, i int) Kind {
+	if callsMigrate(sql, i) {
+		return Migrate
+	}
+	if j, ok := word(sql, i, "set"); ok {
+		j = skipSpace(sql, j)
+		for _, scope := range [...]string{"session", "local"} {
+			if k, ok := word(sql, j, scope); ok && !sessionAuthorization(sql, j) {
+				j = skipSpace(sql, k)
+				break
+			}
+		}
+		if sessionAuthorization(sql, j) || roleSetting(sql, j) {
+			return RoleChange
+		}
+		return Ordinary
+	}
+	if j, ok := word(sql, i, "reset"); ok {
+		j = skipSpace(sql, j)
+		if sessionAuthorization(sql, j) || roleSetting(sql, j) {
+			return RoleChange
+		}
+		return Ordinary
+	}
+	for _, w := range ddlWords {
+		if _, ok := word(sql, i, w); ok {
+			return DDL
+		}
+	}
+	return Ordinary
+}
+
+// sessionAuthorization reports whether SESSION AUTHORIZATION starts at
+// sql[i].
+func sessionAuthorization(sql []byte, i int) bool {
+	j, ok := word(sql, i, "session")
+	if !ok {
+		return false
+	}
+	_, ok = word(sql, skipSpace(sql, j), "authorization")
+	return ok
+}
+
+// roleSetting reports whether the parameter named at sql[i] is role or
+// session_authorization (unquoted or quoted, in any case, as PostgreSQL
+// matches parameter names), or a Unicode-escaped name that may spell one.
+func roleSetting(sql []byte, i int) bool {
+	if unicodeIdent(sql[i:]) {
+		return true
+	}
+	for _, name := range [...]string{"role", "session_authorization"} {
+		if _, ok := word(sql, i, name); ok {
 			return true
 		}
-		if bytes.IndexByte(sql[i:], ';') < 0 {
-			return false
+		if q := len(name) + 2; len(sql)-i >= q && sql[i] == '"' && sql[i+q-1] == '"' && hasPrefixFold(sql[i+1:], name) {
+			return true
 		}
-		i = statementEnd(sql, i)
 	}
 	return false
 }
 
-// callsMigrate reports whether the statement at sql[i] starts with
-// CALL migrate followed by a dot.
+// word reports whether sql[i:] starts with the lower-case ASCII keyword w,
+// in any case and not followed by more of an identifier, and returns the
+// index just past it.
+func word(sql []byte, i int, w string) (int, bool) {
+	rest := sql[i:]
+	if !hasPrefixFold(rest, w) || len(rest) > len(w) && isIdentCont(rest[len(w)]) {
+		return i, false
+	}
+	return i + len(w), true
+}
+
+// unicodeIdent reports whether b starts with a Unicode-escaped identifier.
+func unicodeIdent(b []byte) bool {
+	return len(b) >= 3 && b[0]|0x20 == 'u' && b[1] == '&' && b[2] == '"'
+}
+
+// callsMigrate reports whether the statement at sql[i] starts with CALL
+// migrate and a dot, or CALL, a name, a dot, migrate and a dot.
 func callsMigrate(sql []byte, i int) bool {
 	if !hasPrefixFold(sql[i:], "call") {
 		return false
 	}
 	i += 4
 	j := skipSpace(sql, i)
+	if j == i && (j == len(sql) || sql[j] != '"') {
+		return false // no separator after CALL: a longer word, or the end
+	}
+	if unicodeIdent(sql[j:]) {
+		return true
+	}
+	if k, ok := migrateName(sql, j); ok {
+		return k < len(sql) && sql[k] == '.'
+	}
+	// A database name first: CALL crm.migrate.x().
+	k := nameEnd(sql, j)
+	if k == j || k == len(sql) || sql[k] != '.' {
+		return false
+	}
+	k = skipSpace(sql, k+1)
+	if unicodeIdent(sql[k:]) {
+		return true
+	}
+	k, ok := migrateName(sql, k)
+	return ok && k < len(sql) && sql[k] == '.'
+}
+
+// migrateName reports whether sql[j:] starts with the name migrate
+// (unquoted in any case, or quoted exactly) and returns the index of what
+// follows it and the spaces after it.
+func migrateName(sql []byte, j int) (int, bool) {
 	rest := sql[j:]
 	switch {
-	case j == i && (len(rest) == 0 || rest[0] != '"'):
-		return false // no separator after CALL: a longer word, or the end
 	case hasPrefixFold(rest, "migrate") && (len(rest) == 7 || !isIdentCont(rest[7])):
 		j += len("migrate")
 	case len(rest) >= 9 && string(rest[:9]) == `"migrate"`:
 		j += len(`"migrate"`)
-	case len(rest) >= 3 && rest[0]|0x20 == 'u' && rest[1] == '&' && rest[2] == '"':
-		return true
 	default:
-		return false
+		return j, false
 	}
-	j = skipSpace(sql, j)
-	return j < len(sql) && sql[j] == '.'
+	return skipSpace(sql, j), true
+}
+
+// nameEnd returns the index past the identifier at sql[j] (an unquoted word
+// or a quoted name) and the spaces after it, or j if none starts there.
+func nameEnd(sql []byte, j int) int {
+	switch {
+	case j == len(sql):
+		return j
+	case sql[j] == '"':
+		return skipSpace(sql, quotedEnd(sql, j, false))
+	case isIdentStart(sql[j]):
+		k := j + 1
+		for k < len(sql) && isIdentCont(sql[k]) {
+			k++
+		}
+		return skipSpace(sql, k)
+	}
+	return j
 }
 
 // statementEnd returns the index just past the semicolon that ends the
 // statement at sql[i], or len(sql) if it is the last one.
-func statementEnd(sql []byte, i int) int {
+func statementEnd(sql []byte, i int, backslash bool) int {
 	for i < len(sql) && sql[i] != ';' {
-		i = tokenEnd(sql, i)
+		i = tokenEnd(sql, i, backslash)
 	}
 	return min(i+1, len(sql))
 }
@@ -70,7 +225,7 @@ func skipSpace(sql []byte, i int) int {
 		case isSpace(sql[i]):
 			i++
 		case isComment(sql, i):
-			i = tokenEnd(sql, i)
+			i = tokenEnd(sql, i, false)
 		default:
 			return i
 		}
@@ -79,11 +234,11 @@ func skipSpace(sql []byte, i int) int {
 }
 
 // tokenEnd returns the index just past the token that starts at sql[i], as
-// PostgreSQL's lexer splits the text with standard_conforming_strings on:
-// a comment, a quoted string or identifier, a dollar-quoted string, a
-// parameter, a word, a number, or else a single byte. A token left open
-// runs to the end.
-func tokenEnd(sql []byte, i int) int {
+// PostgreSQL's lexer splits the text (with standard_conforming_strings off
+// when backslash is set): a comment, a quoted string or identifier, a
+// dollar-quoted string, a parameter, a word, a number, or else a single
+// byte. A token left open runs to the end.
+func tokenEnd(sql []byte, i int, backslash bool) int {
 	c := sql[i]
 	switch {
 	case c == '-' && isComment(sql, i):
@@ -93,7 +248,9 @@ func tokenEnd(sql []byte, i int) int {
 		return len(sql)
 	case c == '/' && isComment(sql, i):
 		return blockCommentEnd(sql, i)
-	case c == '\'' || c == '"':
+	case c == '\'':
+		return quotedEnd(sql, i, backslash)
+	case c == '"':
 		return quotedEnd(sql, i, false)
 	case c == '$':
 		return dollarEnd(sql, i)
@@ -222,14 +379,18 @@ func dollarEnd(sql []byte, i int) int {
 	return len(sql)
 }
 
-// hasPrefixFold reports whether b starts with the lower-case ASCII word w
+// hasPrefixFold reports whether b starts with w, a lower-case ASCII word,
 // in any case.
 func hasPrefixFold(b []byte, w string) bool {
 	if len(b) < len(w) {
 		return false
 	}
 	for i := range len(w) {
-		if b[i]|0x20 != w[i] {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
 			return false
 		}
 	}

@@ -53,15 +53,75 @@ var maybeTests = []struct {
 	{"SELECT E'a'\n'\\'; CALL migrate.x()'", false},
 	{"SELECT 1 -- ; CALL migrate.x()", false},
 	{"SELECT * FROM migrate.models", false},
+	{"CALL crm.migrate.list_models()", true},
+	{`CALL "crm" . "migrate" . list_models()`, true},
+	{`CALL crm.U&"\0061".x()`, true},
+	{"CALL crm.other.list_models()", false},
+	{"CALL crm.migrate", false},
+	// With standard_conforming_strings off, the backslash escapes the
+	// quote and the CALL is a statement of its own.
+	{`SELECT '\''; CALL migrate.list_models(); --'`, true},
 }
 
 func TestMaybe(t *testing.T) {
 	for _, tt := range maybeTests {
-		if got := Maybe([]byte(tt.sql)); got != tt.want {
-			t.Errorf("Maybe(%q) = %v, want %v", tt.sql, got, tt.want)
+		if got := Classify([]byte(tt.sql)) == Migrate; got != tt.want {
+			t.Errorf("Classify(%q) == Migrate is %v, want %v", tt.sql, got, tt.want)
 		}
 		if !tt.want && callsMigrateProc(tt.sql) {
 			t.Errorf("pg_query finds a migrate CALL in %q", tt.sql)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want Kind
+	}{
+		{"SET ROLE globex", RoleChange},
+		{"set role to globex", RoleChange},
+		{"SET SESSION ROLE globex", RoleChange},
+		{"SET LOCAL ROLE globex", RoleChange},
+		{`SET "role" = 'globex'`, RoleChange},
+		{`SET "ROLE" = 'globex'`, RoleChange},
+		{"SET/**/role\n=globex", RoleChange},
+		{"RESET ROLE", RoleChange},
+		{"reset role;", RoleChange},
+		{"SET SESSION AUTHORIZATION alice", RoleChange},
+		{"SET LOCAL SESSION AUTHORIZATION alice", RoleChange},
+		{"SET session_authorization = alice", RoleChange},
+		{`SET "session_authorization" TO alice`, RoleChange},
+		{"RESET SESSION AUTHORIZATION", RoleChange},
+		{"reset session_authorization", RoleChange},
+		{`SET U&"\0072ole" TO globex`, RoleChange},
+		{"BEGIN; SET ROLE globex; SELECT 1", RoleChange},
+		{`SELECT '\''; SET ROLE globex; --'`, RoleChange},
+		{"SET roles = 1", Ordinary},
+		{"SET rolex TO 1", Ordinary},
+		{"SET search_path = x", Ordinary},
+		{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", Ordinary},
+		{"RESET ALL", Ordinary},
+		{"SELECT 'SET ROLE x'", Ordinary},
+		{"-- SET ROLE x\nSELECT 1", Ordinary},
+		{"settle", Ordinary},
+		{"CREATE TABLE t (id int)", DDL},
+		{"  /* c */ alter table t add column x int", DDL},
+		{"DROP TABLE t", DDL},
+		{"COMMENT ON TABLE t IS 'x'", DDL},
+		{"GRANT SELECT ON t TO PUBLIC", DDL},
+		{"REVOKE ALL ON t FROM x", DDL},
+		{"SECURITY LABEL ON TABLE t IS 'x'", DDL},
+		{"IMPORT FOREIGN SCHEMA s FROM SERVER x INTO y", DDL},
+		{"SELECT 1; DROP TABLE t", DDL},
+		{"created", Ordinary},
+		{"SELECT 'DROP TABLE t'", Ordinary},
+		{"DROP TABLE t; SET ROLE x", RoleChange},
+		{"SET ROLE x; CALL migrate.list_models()", Migrate},
+	}
+	for _, tt := range tests {
+		if got := Classify([]byte(tt.sql)); got != tt.want {
+			t.Errorf("Classify(%q) = %v, want %v", tt.sql, got, tt.want)
 		}
 	}
 }
@@ -74,7 +134,7 @@ func callsMigrateProc(sql string) bool {
 		return false
 	}
 	for _, raw := range tree.Stmts {
-		if migrateCall(raw.Stmt) != nil {
+		if call, err := migrateCall(raw.Stmt); call != nil || err != nil {
 			return true
 		}
 	}
@@ -89,8 +149,8 @@ func FuzzMaybe(f *testing.F) {
 		// A migrate command after the text probes how Maybe finds the
 		// statements' ends in all the text the fuzzer makes.
 		for _, s := range []string{sql, sql + "\n;CALL migrate.x()"} {
-			if !Maybe([]byte(s)) && callsMigrateProc(s) {
-				t.Errorf("Maybe(%q) = false, but it is a migrate CALL", s)
+			if Classify([]byte(s)) != Migrate && callsMigrateProc(s) {
+				t.Errorf("Classify(%q) = %v, but it is a migrate CALL", s, Classify([]byte(s)))
 			}
 		}
 	})
@@ -116,21 +176,21 @@ func TestMaybeAllocs(t *testing.T) {
 	queries := append(ordinaryQueries, "SELECT 1; CALL migrate.add_field('invoice', '{}')")
 	for _, q := range queries {
 		sql := []byte(q)
-		if n := testing.AllocsPerRun(10, func() { Maybe(sql) }); n != 0 {
-			t.Errorf("Maybe(%.40q...) allocates %v times", q, n)
+		if n := testing.AllocsPerRun(10, func() { Classify(sql) }); n != 0 {
+			t.Errorf("Classify(%.40q...) allocates %v times", q, n)
 		}
 	}
 }
 
-func BenchmarkMaybe(b *testing.B) {
+func BenchmarkClassify(b *testing.B) {
 	queries := make([][]byte, len(ordinaryQueries))
 	for i, q := range ordinaryQueries {
 		queries[i] = []byte(q)
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if Maybe(queries[i%len(queries)]) {
-			b.Fatal("an ordinary query taken for a migrate command")
+		if Classify(queries[i%len(queries)]) != Ordinary {
+			b.Fatal("an ordinary query taken for something else")
 		}
 	}
 }

@@ -5,7 +5,11 @@ import "github.com/pgmigrate/pgmigrate-proxy/policy"
 // Session is what the handler knows of the client session that sent a
 // command.
 type Session struct {
-	User  string
+	User string
+	// Application is the application_name the client gave at startup.
+	Application string
+	// Route is where the session goes; Route.Org is empty in an admin
+	// session.
 	Route policy.Route
 	// InTransaction is true inside a transaction block, as the last
 	// ReadyForQuery said.

@@ -85,11 +85,29 @@ type Rules struct {
 	RawDDL string `yaml:"raw_ddl"`
 }
 
+// The values of Rules.RawDDL.
+const (
+	// RawDDLAllow lets tenant sessions send DDL, as far as PostgreSQL's
+	// privileges allow.
+	RawDDLAllow = "allow"
+	// RawDDLDeny refuses DDL statements of tenant sessions in the proxy,
+	// and takes CREATE on the tenant schema from the tenant role.
+	RawDDLDeny = "deny"
+	// RawDDLAudit lets DDL through and records each statement in the
+	// tenant's history and the log.
+	RawDDLAudit = "audit"
+)
+
 // Engine tunes the migration engine.
 type Engine struct {
 	LockTimeout      time.Duration `yaml:"lock_timeout"`
 	StatementTimeout time.Duration `yaml:"statement_timeout"`
-	Retry            Retry         `yaml:"retry"`
+	// CommandTimeout is the deadline of one migrate command; a command is
+	// cancelled earlier when its client cancels it or leaves.
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// AcquireTimeout bounds the wait for a connection of the engine's pool.
+	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
+	Retry          Retry         `yaml:"retry"`
 }
 
 // Retry is the engine's retry budget for transient errors.
@@ -115,11 +133,13 @@ func Default() Config {
 		Policy: Rules{
 			Migrators: []string{"*"},
 			AllowDrop: true,
-			RawDDL:    "allow",
+			RawDDL:    RawDDLAllow,
 		},
 		Engine: Engine{
-			LockTimeout: time.Second,
-			Retry:       Retry{MaxAttempts: 5, Delay: 200 * time.Millisecond, MaxDelay: 5 * time.Second},
+			LockTimeout:    time.Second,
+			CommandTimeout: 10 * time.Minute,
+			AcquireTimeout: 5 * time.Second,
+			Retry:          Retry{MaxAttempts: 5, Delay: 200 * time.Millisecond, MaxDelay: 5 * time.Second},
 		},
 	}
 }

@@ -194,6 +194,16 @@ func (r *Router) Route(ctx context.Context, req Request) (Route, error) {
 	return route, nil
 }
 
+// Tenant returns the route of an org's tenant sessions, or an
+// *UnknownDatabaseError (3D000) for an org that is not a tenant.
+func (r *Router) Tenant(ctx context.Context, org string) (Route, error) {
+	route, err := r.state.Load().tenant(ctx, org)
+	if errors.Is(err, ErrUnknownTenant) {
+		return Route{}, &UnknownDatabaseError{Database: org}
+	}
+	return route, err
+}
+
 func (rt *routes) tenant(ctx context.Context, org string) (Route, error) {
 	if !ValidOrg(org) {
 		return Route{}, ErrUnknownTenant

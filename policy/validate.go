@@ -56,7 +56,7 @@ func (cfg *Config) Validate() error {
 	if err := cfg.validateTenants(); err != nil {
 		return err
 	}
-	if !slices.Contains([]string{"allow", "deny", "audit"}, cfg.Policy.RawDDL) {
+	if !slices.Contains([]string{RawDDLAllow, RawDDLDeny, RawDDLAudit}, cfg.Policy.RawDDL) {
 		return keyErr("policy.raw_ddl", "%q is not one of allow, deny, audit", cfg.Policy.RawDDL)
 	}
 	return cfg.Engine.validate()
@@ -122,6 +122,10 @@ func (e Engine) validate() error {
 		return keyErr("engine.lock_timeout", "must be positive")
 	case e.StatementTimeout < 0:
 		return keyErr("engine.statement_timeout", "must not be negative")
+	case e.CommandTimeout < 0:
+		return keyErr("engine.command_timeout", "must not be negative")
+	case e.AcquireTimeout <= 0:
+		return keyErr("engine.acquire_timeout", "must be positive")
 	case e.Retry.MaxAttempts < 1:
 		return keyErr("engine.retry.max_attempts", "must be at least 1")
 	case e.Retry.Delay < 0:

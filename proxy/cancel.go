@@ -66,6 +66,7 @@ func (srv *Server) cancel(ctx context.Context, req *pgproto3.CancelRequest) {
 		srv.log.Debug("cancel request with unknown key")
 		return
 	}
+	s.cancelRunning()
 	up := s.route.Upstream
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, up.Network, up.Address)

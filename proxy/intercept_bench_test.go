@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgmigrate/pgmigrate-proxy/intercept"
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
 
 // clientTraffic is a client's side of ordinary work: extended-protocol
@@ -56,13 +57,14 @@ func clientTraffic(b *testing.B) ([]byte, int) {
 }
 
 // BenchmarkRelayIntercepting is BenchmarkRelay for the client's reader of
-// a session with a Migrator: every Query and Parse is checked for a
-// migrate command and the extended protocol's names are followed, on
-// traffic that holds none.
+// a tenant session with a Migrator: every Query and Parse is checked for a
+// migrate command, a role change and (raw_ddl: deny) DDL, and the extended
+// protocol's names are followed, on traffic that holds none.
 func BenchmarkRelayIntercepting(b *testing.B) {
+	h := &intercept.Handler{Rules: func() policy.Rules { return policy.Rules{RawDDL: policy.RawDDLDeny} }}
 	rd := benchClientRelay(b, func(rd *reader) {
 		rd.track = &tracker{}
-		rd.take = (&intercept.Handler{}).Take
+		rd.take = func(sql []byte) bool { return h.Take(sql, true) == intercept.Answer }
 		rd.conv = &intercept.Conversation{}
 	})
 	if rd.stopped() || len(rd.batch) > 0 || rd.conv.Active() {

@@ -60,6 +60,9 @@ type pollRelay struct {
 	pending [][]byte
 	serving bool
 	flushed bool // a Flush went upstream for the pending batch
+	// stopCommand cancels the command being answered, when the relay
+	// ends first.
+	stopCommand context.CancelFunc
 }
 
 func newPoller() (*poller, error) {
@@ -128,7 +131,7 @@ func (pl *poller) run() {
 			if ev.Events&syscall.EPOLLOUT != 0 {
 				e.peer.flush()
 			}
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && !e.rel.ended {
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 && !e.rel.ended {
 				e.readable(ev.Events)
 			}
 		}
@@ -246,7 +249,7 @@ func rawIO(trap uintptr, fd int, b []byte, flags uintptr) (int, error) {
 // readable reads what the descriptor has and forwards it.
 func (e *pollEnd) readable(events uint32) {
 	if e.blocked || e.paused {
-		if events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		if events&(syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 {
 			e.rel.end(e, io.EOF)
 		}
 		return
@@ -354,6 +357,11 @@ func (e *pollEnd) watch() {
 	if !e.blocked && !e.paused {
 		want |= syscall.EPOLLIN
 	}
+	if e.paused && e == e.rel.client {
+		// Not read while a command is answered, but its leaving cancels
+		// the command.
+		want |= syscall.EPOLLRDHUP
+	}
 	if e.peer.blocked {
 		want |= syscall.EPOLLOUT
 	}
@@ -395,8 +403,11 @@ func (rel *pollRelay) serve() {
 	rel.serving = true
 	rel.upstream.pause(true)
 	batch, pl := rel.pending, rel.s.srv.poller
+	ctx, cancel := context.WithCancel(rel.ctx)
+	rel.stopCommand = cancel
 	go func() {
-		resp := rel.s.answer(rel.ctx, batch)
+		resp := rel.s.runCommand(ctx, batch)
+		cancel()
 		pl.post(func() { rel.served(resp) })
 	}()
 }
@@ -406,7 +417,7 @@ func (rel *pollRelay) served(resp []byte) {
 	if rel.ended {
 		return
 	}
-	rel.pending, rel.serving, rel.flushed = nil, false, false
+	rel.pending, rel.serving, rel.flushed, rel.stopCommand = nil, false, false, nil
 	rel.upstream.extra = append(rel.upstream.extra, resp...)
 	rel.upstream.pause(false)
 	rel.upstream.flush()
@@ -423,6 +434,9 @@ func (rel *pollRelay) end(e *pollEnd, err error) {
 		return
 	}
 	rel.ended = true
+	if rel.stopCommand != nil {
+		rel.stopCommand()
+	}
 	var clientErr, upstreamErr error
 	if e == rel.client {
 		clientErr = err

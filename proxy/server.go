@@ -43,11 +43,15 @@ type Config struct {
 
 // Migrator answers the commands the proxy takes off the wire.
 type Migrator interface {
-	// Take reports whether the SQL text of a Query or Parse is a command
-	// to answer. It runs on the relay's hot path for every Query and
-	// Parse, so for ordinary queries it must be cheap and must not
-	// allocate.
-	Take(sql []byte) bool
+	// Take decides what becomes of the SQL text of a Query or Parse of a
+	// tenant session (tenant true) or an admin session: passed on,
+	// answered by the Migrator, or passed on and audited. It runs on the
+	// relay's hot path for every Query and Parse, so for ordinary queries
+	// it must be cheap and must not allocate.
+	Take(sql []byte, tenant bool) intercept.Verdict
+	// Audit records a statement Take said to audit. It runs on a
+	// goroutine of its own.
+	Audit(ctx context.Context, sess intercept.Session, sql string)
 	// Query runs the command in sql for the session and returns the
 	// messages that answer it, ReadyForQuery excepted.
 	Query(ctx context.Context, sess intercept.Session, sql string) []byte

@@ -50,6 +50,7 @@ type session struct {
 	up          *reader
 	route       policy.Route
 	user        string
+	application string // the application_name set at startup
 	key         pgproto3.BackendKeyData
 	upstreamKey pgproto3.BackendKeyData
 	track       tracker
@@ -63,6 +64,8 @@ type session struct {
 	killed   error
 	// stopRelay, set while a poller relays the session, ends that relay.
 	stopRelay func()
+	// cancelCommand, set while a migrate command runs, cancels it.
+	cancelCommand context.CancelFunc
 }
 
 func (s *session) serve(ctx context.Context) {
@@ -167,7 +170,10 @@ func (s *session) startup(ctx context.Context, deadline time.Time) error {
 	if s.srv.overLimit() {
 		return errTooMany
 	}
-	args, org := splitOptions(sm.Parameters["options"])
+	settings, org, err := startupSettings(sm.Parameters)
+	if err != nil {
+		return err
+	}
 	s.route, err = s.srv.cfg.Router.Route(ctx, policy.Request{User: user, Database: sm.Parameters["database"], Org: org})
 	if err != nil {
 		return err
@@ -180,7 +186,7 @@ func (s *session) startup(ctx context.Context, deadline time.Time) error {
 		s.srv.metrics.UpstreamConnectErrors.Add(1)
 		return &fatal{code: "08006", msg: fmt.Sprintf("cannot connect to upstream %q", s.route.Upstream.Name), detail: err.Error()}
 	}
-	if _, err := s.upstream.Write(s.upstreamStartup(sm, args)); err != nil {
+	if _, err := s.upstream.Write(s.upstreamStartup(sm.Parameters["user"], settings)); err != nil {
 		return err
 	}
 	return s.authenticate()
@@ -308,21 +314,27 @@ func (s *session) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error)
 }
 
 // upstreamStartup builds the StartupMessage for the upstream: the client's
-// parameters, with the tenant's database and, for a tenant session, its
-// search_path placed last in options so that it wins.
-func (s *session) upstreamStartup(sm *pgproto3.StartupMessage, args []string) []byte {
-	params := make(map[string]string, len(sm.Parameters)+1)
-	for k, v := range sm.Parameters {
-		if k != "options" && !strings.HasPrefix(k, "_pq_.") {
-			params[k] = v
+// user and settings and the routed database and, for a tenant session, the
+// tenant's search_path (in place of any the client asked for) and its role,
+// so that PostgreSQL refuses a user who is not a member of the tenant's
+// role and the session has the tenant role's privileges only. Parameters
+// of the startup packet apply after options, and these are the last
+// words.
+func (s *session) upstreamStartup(user string, settings []setting) []byte {
+	params := map[string]string{"user": user, "database": s.route.Database}
+	for _, st := range settings {
+		name := strings.ToLower(st.name)
+		if name == "search_path" && s.route.Org != "" {
+			continue
 		}
+		if name == "application_name" {
+			s.application = st.value
+		}
+		params[st.name] = st.value
 	}
-	params["database"] = s.route.Database
-	if s.route.Schema != "" {
-		args = append(args, "-c", "search_path="+pgx.Identifier{s.route.Schema}.Sanitize())
-	}
-	if len(args) > 0 {
-		params["options"] = joinOptions(args)
+	if s.route.Org != "" {
+		params["search_path"] = pgx.Identifier{s.route.Schema}.Sanitize()
+		params["role"] = s.route.Org
 	}
 	msg, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: params}).Encode(nil)
 	return msg
@@ -432,9 +444,9 @@ func (s *session) relay(ctx context.Context) error {
 	if killed != nil {
 		return killed
 	}
-	if s.srv.cfg.Migrator != nil {
+	if m := s.srv.cfg.Migrator; m != nil {
 		s.cl.track, s.up.track = &s.track, &s.track
-		s.cl.take = s.srv.cfg.Migrator.Take
+		s.cl.take = s.taker(ctx, m)
 		s.cl.conv = &intercept.Conversation{}
 	}
 	if s.srv.poller != nil {
@@ -445,12 +457,62 @@ func (s *session) relay(ctx context.Context) error {
 	return s.relayPumps(ctx)
 }
 
+// taker returns the check the client's reader makes of each Query's and
+// Parse's SQL text: whether to take it off the wire. A DDL statement to
+// audit passes, and is recorded off the relay loop.
+func (s *session) taker(ctx context.Context, m Migrator) func(sql []byte) bool {
+	tenant := s.route.Org != ""
+	return func(sql []byte) bool {
+		switch m.Take(sql, tenant) {
+		case intercept.Answer:
+			return true
+		case intercept.Audit:
+			go m.Audit(ctx, s.intercepted(), string(sql))
+		}
+		return false
+	}
+}
+
+// intercepted is what the handler of migrate commands knows of the
+// session.
+func (s *session) intercepted() intercept.Session {
+	return intercept.Session{User: s.user, Application: s.application, Route: s.route,
+		InTransaction: byte(s.track.status.Load()) != 'I', Notify: s.notify}
+}
+
+// runCommand answers a batch of taken messages under a context of its own,
+// which a CancelRequest for the session (or cancel, when the relay sees the
+// client leave) cancels.
+func (s *session) runCommand(ctx context.Context, batch [][]byte) []byte {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.cancelCommand = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.cancelCommand = nil
+		s.mu.Unlock()
+	}()
+	return s.answer(ctx, batch)
+}
+
+// cancelRunning cancels the migrate command the session is running, if
+// any.
+func (s *session) cancelRunning() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancelCommand != nil {
+		s.cancelCommand()
+	}
+}
+
 // answer answers messages taken off the wire: a simple Query, or
 // extended-protocol messages; ReadyForQuery is added after a Query or a
 // Sync.
 func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 	status := byte(s.track.status.Load())
-	sess := intercept.Session{User: s.user, Route: s.route, InTransaction: status != 'I', Notify: s.notify}
+	sess := s.intercepted()
 	last := batch[len(batch)-1]
 	var out []byte
 	switch {
@@ -483,7 +545,7 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 		}
 		time.Sleep(time.Millisecond)
 	}
-	_, err := toClient.Write(s.answer(ctx, batch))
+	_, err := toClient.Write(s.runCommand(ctx, batch))
 	return err
 }
 

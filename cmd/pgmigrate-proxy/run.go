@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/pgmigrate/pgmigrate-proxy/engine"
 	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 	"github.com/pgmigrate/pgmigrate-proxy/proxy"
@@ -40,7 +38,8 @@ Config file keys (YAML; see docs/configuration.md for each one):
   upstreams[].name, upstreams[].dsn,
   tenants[].org, tenants[].upstream, tenants[].database, tenants[].schema,
   policy.admins, policy.migrators, policy.allow_drop, policy.raw_ddl,
-  engine.lock_timeout, engine.statement_timeout,
+  engine.lock_timeout, engine.statement_timeout, engine.command_timeout,
+  engine.acquire_timeout,
   engine.retry.max_attempts, engine.retry.delay, engine.retry.max_delay
 ${VAR} in the file is replaced by the environment variable VAR. Upstream
 DSNs also honour the usual PG* environment variables (PGPASSWORD, ...).
@@ -164,11 +163,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer cancel()
 		stopTracing(flushCtx)
 	}()
-	migrator, closeEngines, err := newMigrator(ctx, cfg, router, log)
-	if err != nil {
-		return err
+	engs := newEngines(cfg, log)
+	defer engs.close()
+	migrator := &intercept.Handler{
+		Engine:         engs.get,
+		Route:          router.Tenant,
+		Rules:          router.Rules,
+		Tenants:        router.Tenants,
+		CommandTimeout: cfg.Engine.CommandTimeout,
+		Logger:         log,
 	}
-	defer closeEngines()
+	prov := &provisioner{engines: engs, router: router, log: log}
+	provCtx, cancelProv := context.WithTimeout(ctx, provisionTimeout)
+	prov.run(provCtx, cfg)
+	cancelProv()
 	metrics := &proxy.Metrics{}
 	srv := proxy.New(proxy.Config{
 		Router:         router,
@@ -195,7 +203,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			return err
 		}
-		admin = &http.Server{Handler: proxy.AdminHandler(metrics, router.CheckUpstreams), ReadHeaderTimeout: 5 * time.Second}
+		ready := func(ctx context.Context) error { return errors.Join(prov.ready(), router.CheckUpstreams(ctx)) }
+		admin = &http.Server{Handler: proxy.AdminHandler(metrics, ready), ReadHeaderTimeout: 5 * time.Second}
 		go admin.Serve(aln)
 		defer admin.Close()
 	}
@@ -204,7 +213,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	for {
 		select {
 		case <-hup:
-			reload(o, getenv, router, log)
+			if cfg := reload(o, getenv, router, log); cfg != nil {
+				provCtx, cancelProv := context.WithTimeout(ctx, provisionTimeout)
+				prov.run(provCtx, cfg)
+				cancelProv()
+			}
 		case err := <-served:
 			return err
 		case <-ctx.Done():
@@ -219,45 +232,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 }
 
-// newMigrator gives each upstream an engine on a pool of its DSN (the
-// owner's credentials; connections open on first use) and returns the
-// handler of migrate commands, and a function closing the pools.
-func newMigrator(ctx context.Context, cfg *policy.Config, router *policy.Router, log *slog.Logger) (*intercept.Handler, func(), error) {
-	opts := engine.Options{
-		LockTimeout:      cfg.Engine.LockTimeout,
-		StatementTimeout: cfg.Engine.StatementTimeout,
-		Retry:            engine.Retry{MaxAttempts: cfg.Engine.Retry.MaxAttempts, Delay: cfg.Engine.Retry.Delay, MaxDelay: cfg.Engine.Retry.MaxDelay},
-		Logger:           log,
-	}
-	h := &intercept.Handler{Engines: map[string]*engine.Engine{}, Rules: router.Rules, Tenants: router.Tenants}
-	var pools []*pgxpool.Pool
-	closeAll := func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}
-	for _, up := range cfg.Upstreams {
-		pool, err := pgxpool.New(ctx, up.DSN)
-		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("upstream %q: %w", up.Name, err)
-		}
-		pools = append(pools, pool)
-		h.Engines[up.Name] = engine.New(pool, opts)
-	}
-	return h, closeAll, nil
-}
+// provisionTimeout bounds provisioning the config file's tenants, at start
+// and on reload.
+const provisionTimeout = 30 * time.Second
 
 // reload rereads the configuration and gives the router its new tenants and
-// policy. Listen addresses and limits keep their values until restart.
-func reload(o options, getenv func(string) string, router *policy.Router, log *slog.Logger) {
+// policy, and returns the new configuration (nil if it could not be used).
+// Listen addresses, limits and engine settings keep their values until
+// restart.
+func reload(o options, getenv func(string) string, router *policy.Router, log *slog.Logger) *policy.Config {
 	cfg, err := loadConfig(o, getenv)
 	if err == nil {
 		err = router.Update(cfg)
 	}
 	if err != nil {
 		log.Error("reload failed; keeping the previous configuration", "error", err.Error())
-		return
+		return nil
 	}
 	log.Info("configuration reloaded", "tenants", len(cfg.Tenants))
+	return cfg
 }

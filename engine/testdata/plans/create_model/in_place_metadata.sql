@@ -1,2 +1,3 @@
 -- no statements
 -- metadata: unchanged
+-- in place: unchanged

@@ -1,3 +1,9 @@
--- no statements
+-- phase 1: transaction
+CREATE ROLE "acme-corp" NOLOGIN;
+GRANT USAGE, CREATE ON SCHEMA "acme-corp" TO "acme-corp";
+ALTER DEFAULT PRIVILEGES IN SCHEMA "acme-corp" GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLES TO "acme-corp";
+ALTER DEFAULT PRIVILEGES IN SCHEMA "acme-corp" GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "acme-corp";
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLE "acme-corp"."customer" TO "acme-corp";
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLE "acme-corp"."invoice" TO "acme-corp";
 -- metadata: left alone
 -- tenant: register

@@ -1,2 +1,3 @@
 -- no statements
 -- metadata: left alone
+-- in place: unchanged

@@ -1,3 +1,4 @@
 -- no statements
 -- metadata: left alone
 -- tenant: unregister
+-- in place: unchanged

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgmigrate/pgmigrate-proxy/engine"
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
+)
+
+// poolConns is the size of each engine's pool: a command holds two
+// connections (one for its tenant's lock), and org => '*' migrates up to
+// eight tenants at once.
+const poolConns = 2*8 + 4
+
+// engines keeps one migration engine per upstream database, made on first
+// use with a pool of the upstream's DSN (the owner's credentials) naming
+// that database.
+type engines struct {
+	opts engine.Options
+
+	mu    sync.Mutex
+	byKey map[string]*engine.Engine
+	pools []*pgxpool.Pool
+}
+
+func newEngines(cfg *policy.Config, log *slog.Logger) *engines {
+	return &engines{
+		opts: engine.Options{
+			LockTimeout:      cfg.Engine.LockTimeout,
+			StatementTimeout: cfg.Engine.StatementTimeout,
+			AcquireTimeout:   cfg.Engine.AcquireTimeout,
+			Retry:            engine.Retry{MaxAttempts: cfg.Engine.Retry.MaxAttempts, Delay: cfg.Engine.Retry.Delay, MaxDelay: cfg.Engine.Retry.MaxDelay},
+			Logger:           log,
+		},
+		byKey: map[string]*engine.Engine{},
+	}
+}
+
+// get returns the engine of route's upstream database.
+func (e *engines) get(route policy.Route) (*engine.Engine, error) {
+	key := route.Upstream.Name + "\x00" + route.Database
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if eng := e.byKey[key]; eng != nil {
+		return eng, nil
+	}
+	cfg, err := pgxpool.ParseConfig(route.Upstream.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", route.Upstream.Name, err)
+	}
+	cfg.ConnConfig.Database = route.Database
+	cfg.MaxConns = poolConns
+	engine.ConfigurePool(cfg)
+	// The pool connects on first use; this context ends nothing later.
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", route.Upstream.Name, err)
+	}
+	e.pools = append(e.pools, pool)
+	eng := engine.New(pool, e.opts)
+	e.byKey[key] = eng
+	return eng, nil
+}
+
+// close closes every pool.
+func (e *engines) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.pools {
+		p.Close()
+	}
+}
+
+// provisioner makes the config file's tenants exist in their databases and
+// remembers what failed, for /readyz.
+type provisioner struct {
+	engines *engines
+	router  *policy.Router
+	log     *slog.Logger
+
+	mu  sync.Mutex
+	err error
+}
+
+// run provisions every tenant of cfg: create_tenant adopts what is in
+// place (schema, role, grants, catalog row) and makes what is missing. A
+// tenant that cannot be provisioned is logged by name and keeps /readyz
+// failing; the others are served. Then the posture check of every
+// upstream database logs a warning per finding.
+func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
+	ctx = engine.WithActor(ctx, "pgmigrate-proxy", "provisioning")
+	var errs []error
+	checked := map[*engine.Engine]bool{}
+	for _, t := range cfg.Tenants {
+		route, err := p.router.Tenant(ctx, t.Org)
+		var eng *engine.Engine
+		if err == nil {
+			eng, err = p.engines.get(route)
+		}
+		if err == nil {
+			_, err = eng.Apply(ctx, t.Org, &engine.CreateTenant{Org: t.Org, Schema: t.Schema, NoCreate: cfg.Policy.RawDDL == policy.RawDDLDeny})
+		}
+		if err != nil {
+			p.log.Error("tenant cannot be provisioned", "org", t.Org, "error", err.Error())
+			errs = append(errs, fmt.Errorf("tenant %q cannot be provisioned: %w", t.Org, err))
+			continue
+		}
+		if !checked[eng] {
+			checked[eng] = true
+			p.posture(ctx, eng, route, cfg.Policy.RawDDL == policy.RawDDLDeny)
+		}
+	}
+	p.mu.Lock()
+	p.err = errors.Join(errs...)
+	p.mu.Unlock()
+}
+
+// posture logs the findings of one upstream database's posture check.
+func (p *provisioner) posture(ctx context.Context, eng *engine.Engine, route policy.Route, denyCreate bool) {
+	findings, err := eng.Posture(ctx, denyCreate)
+	if err != nil {
+		p.log.Warn("posture check failed", "upstream", route.Upstream.Name, "database", route.Database, "error", err.Error())
+	}
+	for _, f := range findings {
+		p.log.Warn("posture: "+f.Detail, "upstream", route.Upstream.Name, "database", route.Database, "kind", f.Kind, "object", f.Object)
+	}
+}
+
+// ready reports the provisioning failures of the last run.
+func (p *provisioner) ready() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}

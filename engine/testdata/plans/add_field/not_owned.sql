@@ -1,0 +1,3 @@
+-- error 42501: table "acme-corp"."invoice" is not managed by pgmigrate
+-- detail: The engine acts only on tables its own role owns; this one belongs to another role.
+-- hint: CALL migrate.adopt_model('invoice', org => 'acme-corp') from an admin session makes it managed.

@@ -1,0 +1,1 @@
+-- error 0A000: column "due" (timestamp with time zone) of table "legacy" cannot be a field: its default now() is not a constant

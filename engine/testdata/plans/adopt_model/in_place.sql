@@ -1,0 +1,3 @@
+-- no statements
+-- metadata: unchanged
+-- in place: unchanged

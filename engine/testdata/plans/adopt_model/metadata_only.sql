@@ -1,0 +1,4 @@
+-- no statements
+-- metadata: model customers
+--   set {"name":"id","type":"Int","primaryKey":true}
+--   set {"name":"name","type":"Text"}

@@ -1,0 +1,1 @@
+-- error 0A000: column "customer_id" (integer) of table "legacy" cannot be a field: its foreign key is ON DELETE NO ACTION, which a field cannot say

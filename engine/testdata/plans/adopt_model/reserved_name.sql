@@ -1,0 +1,1 @@
+-- error 0A000: column "order" (character varying(20)) of table "legacy" cannot be a field: field name "order" is a reserved word

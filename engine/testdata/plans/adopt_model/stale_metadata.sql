@@ -1,0 +1,8 @@
+-- no statements
+-- metadata: model invoice
+--   set {"name":"id","type":"String","maxLength":100,"primaryKey":true}
+--   set {"name":"name","type":"String","nullable":false,"maxLength":100}
+--   set {"name":"status","type":"String","default":"draft","maxLength":20}
+--   set {"name":"code","type":"Text","unique":true}
+--   set {"name":"customer_id","type":"Int","references":{"table":"customer","column":"id","onDelete":"CASCADE"}}
+--   set {"name":"data","type":"Json","default":{"a":1,"b":[true,null]}}

@@ -1,0 +1,5 @@
+-- phase 1: transaction
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLE "acme-corp"."customers" TO "acme-corp";
+-- metadata: model customers
+--   set {"name":"id","type":"Int","primaryKey":true}
+--   set {"name":"name","type":"Text"}

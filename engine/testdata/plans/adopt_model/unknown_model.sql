@@ -1,0 +1,1 @@
+-- error 42P01: model "customers" does not exist in tenant "acme-corp"

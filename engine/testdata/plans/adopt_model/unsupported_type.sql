@@ -1,0 +1,1 @@
+-- error 0A000: column "rate" (numeric(10,2)) of table "legacy" cannot be a field: no field type has this column type

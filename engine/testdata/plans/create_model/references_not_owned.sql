@@ -1,0 +1,3 @@
+-- error 42501: table "acme-corp"."customer" is not managed by pgmigrate
+-- detail: The engine acts only on tables its own role owns; this one belongs to another role.
+-- hint: CALL migrate.adopt_model('customer', org => 'acme-corp') from an admin session makes it managed.

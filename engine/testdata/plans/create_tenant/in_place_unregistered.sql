@@ -1,0 +1,3 @@
+-- no statements
+-- metadata: left alone
+-- tenant: register

@@ -1,0 +1,5 @@
+-- no statements
+-- metadata: left alone
+-- tenant: register
+-- in place: unchanged
+-- login role: acme-corp_login

@@ -1,0 +1,4 @@
+-- phase 1: transaction
+DROP ROLE "acme-corp";
+-- metadata: left alone
+-- tenant: unregister
