@@ -44,6 +44,8 @@ func logMessage(op Operation) string {
 		return "ALTER TABLE RENAME COLUMN"
 	case "alter_field":
 		return "ALTER TABLE ALTER COLUMN"
+	case "adopt_model":
+		return "ALTER TABLE OWNER"
 	case "create_tenant":
 		return "CREATE SCHEMA"
 	case "drop_tenant":

@@ -5,12 +5,16 @@
 //
 //  1. Startup: SSLRequest (TLS when configured, else 'N'), GSSENCRequest
 //     ('N'), CancelRequest (forwarded to the owning session's upstream), then
-//     a protocol 3 StartupMessage. The session is routed (see package policy)
-//     before any upstream contact, so an unknown org never costs an upstream
-//     connection.
+//     a protocol 3 StartupMessage. Its run-time parameters (in the packet
+//     and in options) are checked against an allow-list of connection
+//     defaults, and the session is routed (see package policy), both before
+//     any upstream contact, so a refused parameter or an unknown org never
+//     costs an upstream connection.
 //  2. Authentication: the proxy opens the upstream connection with the
-//     client's user, the tenant's database and the tenant's search_path in
-//     the StartupMessage, then relays the authentication exchange (cleartext,
+//     client's user and allowed parameters, the tenant's database and, last
+//     so that they win, the tenant's search_path and role in the
+//     StartupMessage (PostgreSQL refuses a user who is not a member of the
+//     tenant role), then relays the authentication exchange (cleartext,
 //     MD5, SCRAM-SHA-256, with -PLUS mechanisms withdrawn) so PostgreSQL stays
 //     the authority on passwords. The upstream's BackendKeyData is replaced by
 //     a random key of the proxy's own, which CancelRequest is checked against.
@@ -21,12 +25,16 @@
 //     allocation; the boundaries are what lets the proxy enforce the maximum
 //     message size and close a session with a clean ErrorResponse.
 //  4. Interception, with a Migrator: each Query and Parse is seen whole and
-//     its SQL checked (Migrator.Take); a migrate command, and the Bind,
+//     its SQL checked (Migrator.Take, a lexer that allocates nothing); a
+//     migrate command or a statement to refuse (a role change in a tenant
+//     session; DDL under raw_ddl: deny), and the Bind,
 //     Describe, Execute, Close and Sync that refer to it, are taken off the
 //     wire and answered by the Migrator once the upstream has answered what
 //     came before (a tracker counts what it owes; inside a pipeline a Flush
 //     is sent to get those answers). The upstream is not read meanwhile, so
-//     every answer keeps its place.
+//     every answer keeps its place. The answer is computed on a goroutine
+//     of its own, never on the relay loop, under a context that a
+//     CancelRequest for the session, or the client leaving, cancels.
 //  5. End: the first side to fail ends the session; the client is told why
 //     with an ErrorResponse when the stream is at a message boundary.
 //
