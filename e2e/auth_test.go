@@ -28,9 +28,7 @@ func TestPasswordAuth(t *testing.T) {
 	for _, user := range []string{scramUser, md5User, cleartextUser} {
 		t.Run(user, func(t *testing.T) {
 			conn := p.connect(t, user, userPassword, "acme")
-			if got := queryValue[string](t, conn, "SELECT current_user"); got != user {
-				t.Fatalf("current_user = %q", got)
-			}
+			wantUsers(t, conn, user, "acme")
 
 			refused, err := pgx.Connect(testContext(t), p.url(user, userPassword+"x", "acme"))
 			if err == nil {
@@ -51,14 +49,12 @@ func TestTLSClient(t *testing.T) {
 
 	t.Run("pgx require", func(t *testing.T) {
 		conn := p.connect(t, "postgres", "", "acme", "sslmode", "require")
-		wantTLSToProxyOnly(t, conn)
+		wantTLSToProxyOnly(t, conn, tn.db)
 	})
 	t.Run("pgx scram verify-full", func(t *testing.T) {
 		conn := p.connect(t, scramUser, userPassword, "acme", "sslmode", "verify-full", "sslrootcert", certFile)
-		wantTLSToProxyOnly(t, conn)
-		if got := queryValue[string](t, conn, "SELECT current_user"); got != scramUser {
-			t.Fatalf("current_user = %q", got)
-		}
+		wantTLSToProxyOnly(t, conn, tn.db)
+		wantUsers(t, conn, scramUser, "acme")
 	})
 	t.Run("pgx cancel", func(t *testing.T) {
 		// pgx sends its CancelRequest over TLS when the session uses TLS.
@@ -66,25 +62,62 @@ func TestTLSClient(t *testing.T) {
 		wantPgError(t, sleepCancelled(t, conn, tn.db), "57014")
 	})
 	t.Run("psql require", func(t *testing.T) {
-		out := psql(t, p.url(scramUser, "", "acme", "sslmode", "require"), userPassword,
-			"-At", "-c", `\conninfo`, "-c", "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()")
-		if !strings.Contains(out, "SSL connection") || !strings.HasSuffix(out, "\nf\n") {
-			t.Fatalf("psql printed %q, want an SSL connection to the proxy and a plain one upstream", out)
+		// psql's backend is looked at while it waits for a lock the test
+		// holds.
+		const waiting = "SELECT pg_advisory_lock_shared(4711)"
+		holder := directConn(t, tn.db)
+		mustExec(t, holder, "SELECT pg_advisory_lock(4711)")
+		cmd := psqlCommand(testContext(t), p.url(scramUser, "", "acme", "sslmode", "require"), userPassword,
+			"-At", "-c", `\conninfo`, "-c", waiting)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pids := waitRunning(t, tn.db, waiting)
+		upstreamTLS := backendSSL(t, tn.db, pids[0])
+		mustExec(t, holder, "SELECT pg_advisory_unlock(4711)")
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("psql: %v\n%s", err, out.String())
+		}
+		if !strings.Contains(out.String(), "SSL connection") || upstreamTLS {
+			t.Fatalf("psql printed %q, upstream TLS %v; want an SSL connection to the proxy and a plain one upstream", out.String(), upstreamTLS)
 		}
 	})
 }
 
 // wantTLSToProxyOnly checks that conn speaks TLS to the proxy while the
-// proxy's session upstream is plain.
-func wantTLSToProxyOnly(t testing.TB, conn *pgx.Conn) {
+// proxy's session upstream, on database, is plain.
+func wantTLSToProxyOnly(t testing.TB, conn *pgx.Conn, database string) {
 	t.Helper()
 	if c, ok := conn.PgConn().Conn().(*tls.Conn); !ok {
 		t.Fatalf("client connection is a %T, want *tls.Conn", conn.PgConn().Conn())
 	} else if !c.ConnectionState().HandshakeComplete {
 		t.Fatal("TLS handshake not complete")
 	}
-	if queryValue[bool](t, conn, "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()") {
+	if backendSSL(t, database, backendPID(t, conn)) {
 		t.Fatal("upstream session uses TLS, want plain")
+	}
+}
+
+// backendSSL reports whether the backend pid of database speaks TLS to its
+// client. The superuser looks: a tenant session's role is not the user its
+// backend belongs to, so pg_stat_ssl hides that backend from the session.
+func backendSSL(t testing.TB, database string, pid int32) bool {
+	t.Helper()
+	return queryValue[bool](t, directConn(t, database), "SELECT ssl FROM pg_catalog.pg_stat_ssl WHERE pid = $1", pid)
+}
+
+// wantUsers fails t unless conn's session was opened by the login user
+// session and runs with the privileges of role current.
+func wantUsers(t testing.TB, conn *pgx.Conn, session, current string) {
+	t.Helper()
+	var gotSession, gotCurrent string
+	if err := conn.QueryRow(testContext(t), "SELECT session_user, current_user").Scan(&gotSession, &gotCurrent); err != nil {
+		t.Fatal(err)
+	}
+	if gotSession != session || gotCurrent != current {
+		t.Fatalf("session_user = %q, current_user = %q; want %q, %q", gotSession, gotCurrent, session, current)
 	}
 }
 

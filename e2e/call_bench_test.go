@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/url"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -53,4 +54,27 @@ func BenchmarkCallLatency(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkConnect measures opening and closing a tenant session through
+// the proxy with SCRAM authentication, directly against PostgreSQL as the
+// baseline. PGMIGRATE_E2E_PROXY_BIN runs it against another build.
+func BenchmarkConnect(b *testing.B) {
+	tn := newTenants(b, "acme")
+	p := startProxy(b, tn.config(""))
+	ctx := context.Background()
+	for _, target := range []struct{ name, url string }{
+		{"proxy", p.url(scramUser, userPassword, "acme")},
+		{"direct", (&url.URL{Scheme: "postgres", User: url.UserPassword(scramUser, userPassword), Host: cluster.Addr(), Path: "/" + tn.db, RawQuery: "sslmode=disable"}).String()},
+	} {
+		b.Run(target.name, func(b *testing.B) {
+			for b.Loop() {
+				conn, err := pgx.Connect(ctx, target.url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Close(ctx)
+			}
+		})
+	}
 }

@@ -41,11 +41,16 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	proxyBin = filepath.Join(dir, "pgmigrate-proxy")
-	build := exec.Command("go", "build", "-o", proxyBin, "../cmd/pgmigrate-proxy")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the proxy: %v\n%s", err, out)
-		return 1
+	// PGMIGRATE_E2E_PROXY_BIN runs the tests (benchmarks, above all)
+	// against another build, such as one of an earlier commit.
+	proxyBin = os.Getenv("PGMIGRATE_E2E_PROXY_BIN")
+	if proxyBin == "" {
+		proxyBin = filepath.Join(dir, "pgmigrate-proxy")
+		build := exec.Command("go", "build", "-o", proxyBin, "../cmd/pgmigrate-proxy")
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building the proxy: %v\n%s", err, out)
+			return 1
+		}
 	}
 	opts := pgtest.Options{HBA: []string{"host all " + cleartextUser + " 127.0.0.1/32 password"}}
 	return pgtest.Run(m, opts, &cluster)
@@ -70,7 +75,8 @@ type tenants struct {
 }
 
 // newTenants creates a database holding a schema for each org, usable by
-// every role, dropped when t ends.
+// every role, dropped when t ends, and each org's tenant role (kept for the
+// run), of which the password-authenticated roles are members.
 func newTenants(t testing.TB, orgs ...string) tenants {
 	t.Helper()
 	if err := createRoles(); err != nil {
@@ -79,8 +85,11 @@ func newTenants(t testing.TB, orgs ...string) tenants {
 	db := cluster.CreateDatabase(t)
 	var sql strings.Builder
 	for _, org := range orgs {
+		// Org names need no escaping in a literal.
 		id := pgx.Identifier{org}.Sanitize()
-		fmt.Fprintf(&sql, "CREATE SCHEMA %s; GRANT ALL ON SCHEMA %s TO PUBLIC;", id, id)
+		fmt.Fprintf(&sql, "CREATE SCHEMA %[1]s; GRANT ALL ON SCHEMA %[1]s TO PUBLIC;"+
+			"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[2]s') THEN CREATE ROLE %[1]s NOLOGIN; END IF; END$$;"+
+			"GRANT %[1]s TO %[3]s, %[4]s, %[5]s;", id, org, scramUser, md5User, cleartextUser)
 	}
 	if err := cluster.Exec(context.Background(), db, sql.String()); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,10 +16,20 @@ import (
 const (
 	invoiceFields = `[{"name":"id","type":"Int"},{"name":"title","type":"String","maxLength":200,"nullable":false}]`
 	createInvoice = `CALL migrate.create_model('invoice', '` + invoiceFields + `')`
-	// createInvoiceSQL is the statement createInvoice runs in schema acme.
-	createInvoiceSQL = `CREATE TABLE "acme"."invoice" ("id" integer PRIMARY KEY, "title" varchar(200) NOT NULL)`
-	addStatus        = `CALL migrate.add_field('invoice', '{"name":"status","type":"String","default":"draft"}')`
+	addStatus     = `CALL migrate.add_field('invoice', '{"name":"status","type":"String","default":"draft"}')`
 )
+
+// createInvoiceSQL is what createInvoice runs in schema acme.
+var createInvoiceSQL = createModelSQL("acme", "invoice", `"id" integer PRIMARY KEY, "title" varchar(200) NOT NULL`)
+
+// createModelSQL is what create_model runs (statements separated by
+// ";\n") to make table with columns in the schema of org: the table, which
+// the engine owns, and the grant that lets the tenant role, named like the
+// org, use it.
+func createModelSQL(org, table, columns string) string {
+	return fmt.Sprintf(`CREATE TABLE "%[1]s"."%[2]s" (%[3]s);`+"\n"+
+		`GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLE "%[1]s"."%[2]s" TO "%[1]s"`, org, table, columns)
+}
 
 // psqlFlags make psql print rows unaligned with '|' between fields, and
 // neither headers nor command tags.
@@ -113,8 +124,6 @@ func queryStrings(t testing.TB, conn *pgx.Conn, sql string, args ...any) []strin
 	return got
 }
 
-// tableColumns lists the columns of schema.table ("name type", in order)
-// as the cluster has them; none if the table does not exist.
 // wantColumns fails t unless schema.table has exactly the columns want
 // ("name type", in order); none means the table does not exist.
 func wantColumns(t testing.TB, conn *pgx.Conn, schema, table string, want ...string) {
@@ -124,6 +133,8 @@ func wantColumns(t testing.TB, conn *pgx.Conn, schema, table string, want ...str
 	}
 }
 
+// tableColumns lists the columns of schema.table ("name type", in order)
+// as the cluster has them; none if the table does not exist.
 func tableColumns(t testing.TB, conn *pgx.Conn, schema, table string) []string {
 	t.Helper()
 	return queryStrings(t, conn, `

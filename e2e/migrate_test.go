@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -31,7 +33,7 @@ func TestMigratePsqlCommands(t *testing.T) {
 			"title|character varying(200)|f|f|||f\n" +
 			"state|character varying(100)|t|f|'open'||f\n"},
 		{`CALL migrate.create_model(model => 'customer', fields => '[{"name":"id","type":"Int"}]')`,
-			`applied|acme|customer||CREATE TABLE "acme"."customer" ("id" integer PRIMARY KEY)|1|ms` + "\n"},
+			"applied|acme|customer||" + createModelSQL("acme", "customer", `"id" integer PRIMARY KEY`) + "|1|ms\n"},
 		{`call MIGRATE.LIST_MODELS()`, "customer\ninvoice\n"},
 		{`CALL migrate.drop_field('invoice', 'state')`, `applied|acme|invoice|state|ALTER TABLE "acme"."invoice" DROP COLUMN "state"|1|ms` + "\n"},
 		{`CALL migrate.drop_model('customer')`, `applied|acme|customer||DROP TABLE "acme"."customer"|1|ms` + "\n"},
@@ -79,7 +81,8 @@ func TestMigrateDryRun(t *testing.T) {
 		}
 	}
 	wantColumns(t, direct, "acme", "invoice", "id integer", "title character varying(200)")
-	if got, want := queryStrings(t, direct, "SELECT operation FROM pgmigrate.history ORDER BY id"), []string{"create_model"}; !slices.Equal(got, want) {
+	// The proxy provisioned acme at start; the dry runs left no trace.
+	if got, want := queryStrings(t, direct, "SELECT operation FROM pgmigrate.history ORDER BY id"), []string{"create_tenant", "create_model"}; !slices.Equal(got, want) {
 		t.Fatalf("history holds %q, want %q", got, want)
 	}
 	if got, want := psqlCalls(t, url, "CALL migrate.describe('invoice')"), "id|integer|f|f|||t\ntitle|character varying(200)|f|f|||f\n"; got != want {
@@ -195,8 +198,9 @@ func TestMigrateInTransactionBlock(t *testing.T) {
 }
 
 // TestMigrateBesideOtherStatements refuses a migrate command sent in one
-// Query with other statements, running none of them, and passes SQL that
-// only mentions a migrate command through to PostgreSQL.
+// Query with other statements, running none of them, passes SQL that only
+// mentions a migrate command through to PostgreSQL, and refuses texts that
+// only look like one.
 func TestMigrateBesideOtherStatements(t *testing.T) {
 	tn := newTenants(t, "acme")
 	p := startProxy(t, tn.config(""))
@@ -224,11 +228,19 @@ func TestMigrateBesideOtherStatements(t *testing.T) {
 	if got := queryValue[int](t, conn, "/* CALL migrate.drop_model('invoice') */ SELECT 2"); got != 2 {
 		t.Fatalf("after a commented-out CALL: %d", got)
 	}
-	// A CALL of another schema's procedure is PostgreSQL's to answer, even
-	// when only parsing tells (U&"..." might have spelled migrate).
-	for _, sql := range []string{"CALL migrator.drop_model('invoice')", `CALL U&"migr\0061tor".drop_model('invoice')`} {
+	// A CALL of another schema's procedure is PostgreSQL's to answer.
+	wantExecError(t, direct, "CALL migrator.drop_model('invoice')", "3F000")
+	wantExecError(t, conn, "CALL migrator.drop_model('invoice')", "3F000")
+	// A text that only parsing tells from a migrate command (U&"..." might
+	// have spelled migrate), or that PostgreSQL would read as a procedure
+	// of a migrate schema of this database, is the proxy's to refuse, not
+	// PostgreSQL's to answer.
+	for _, sql := range []string{
+		`CALL U&"migr\0061tor".drop_model('invoice')`,
+		"CALL " + pgx.Identifier{tn.db}.Sanitize() + ".migrate.drop_model('invoice')",
+	} {
 		wantExecError(t, direct, sql, "3F000")
-		wantExecError(t, conn, sql, "3F000")
+		wantExecError(t, conn, sql, "0A000")
 	}
 	if got := queryStrings(t, conn, "CALL migrate.list_models()"); !slices.Equal(got, []string{"invoice"}) {
 		t.Fatalf("list_models returned %q", got)
@@ -278,6 +290,9 @@ func TestMigratePolicy(t *testing.T) {
 // TestMigrateAdminSession creates and drops a tenant from an admin session
 // on the upstream's database, where commands name their org.
 func TestMigrateAdminSession(t *testing.T) {
+	// Roles outlive the test's database; this one must not outlive the
+	// test, even when it fails before drop_tenant.
+	t.Cleanup(func() { cluster.Exec(context.Background(), "postgres", "DROP ROLE IF EXISTS beta") })
 	tn := newTenants(t, "acme")
 	p := startProxy(t, tn.config(""))
 	admin := p.url("postgres", "", tn.db)
@@ -296,12 +311,21 @@ func TestMigrateAdminSession(t *testing.T) {
 		}
 	}
 
-	if got, want := psqlCalls(t, admin, "CALL migrate.create_tenant('beta')"), "applied|beta|||CREATE SCHEMA \"beta\";\n"; !strings.HasPrefix(got, want) {
-		t.Fatalf("create_tenant printed %q, want it to start with %q", got, want)
+	// The schema, the tenant role and what lets the role use the tables the
+	// engine will make there. After duration_ms come login and password,
+	// NULL without login => true.
+	tenantSQL := `CREATE SCHEMA "beta";` + "\n" +
+		`CREATE ROLE "beta" NOLOGIN;` + "\n" +
+		`GRANT USAGE, CREATE ON SCHEMA "beta" TO "beta";` + "\n" +
+		`ALTER DEFAULT PRIVILEGES IN SCHEMA "beta" GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLES TO "beta";` + "\n" +
+		`ALTER DEFAULT PRIVILEGES IN SCHEMA "beta" GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "beta"`
+	created := regexp.MustCompile(`^applied\|beta\|\|\|` + regexp.QuoteMeta(tenantSQL) + `\|1\|\d+\|\|\n$`)
+	if got := psqlCalls(t, admin, "CALL migrate.create_tenant('beta')"); !created.MatchString(got) {
+		t.Fatalf("create_tenant printed %q, want a match of %q", got, created)
 	}
 	wantTenant(true)
 	create := `CALL migrate.create_model('invoice', '` + invoiceFields + `', org => 'beta')`
-	want := `applied|beta|invoice||CREATE TABLE "beta"."invoice" ("id" integer PRIMARY KEY, "title" varchar(200) NOT NULL)|1|ms` + "\n"
+	want := "applied|beta|invoice||" + createModelSQL("beta", "invoice", `"id" integer PRIMARY KEY, "title" varchar(200) NOT NULL`) + "|1|ms\n"
 	if got := psqlCalls(t, admin, create); got != want {
 		t.Fatalf("create_model for beta printed %q, want %q", got, want)
 	}
@@ -316,8 +340,8 @@ func TestMigrateAdminSession(t *testing.T) {
 		t.Fatalf("list_models for beta returned %q", got)
 	}
 
-	if got, want := psqlCalls(t, admin, "CALL migrate.drop_tenant('beta')"), "applied|beta|||DROP SCHEMA \"beta\" CASCADE;\n"; !strings.HasPrefix(got, want) {
-		t.Fatalf("drop_tenant printed %q, want it to start with %q", got, want)
+	if got, want := psqlCalls(t, admin, "CALL migrate.drop_tenant('beta')"), "applied|beta|||DROP SCHEMA \"beta\" CASCADE;\nDROP ROLE \"beta\"|1|ms\n"; got != want {
+		t.Fatalf("drop_tenant printed %q, want %q", got, want)
 	}
 	wantTenant(false)
 }
@@ -544,14 +568,19 @@ func TestMigrateHistoryAndVerify(t *testing.T) {
 		}
 		return entries
 	}
-	type change struct{ model, field, operation, statement string }
+	type change struct{ model, field, operation, statement, appliedBy string }
 	all := []change{
-		{"invoice", "", "create_model", createInvoiceSQL},
-		{"invoice", "status", "add_field", `ALTER TABLE "acme"."invoice" ADD COLUMN "status" varchar(100) DEFAULT 'draft'`},
-		{"customer", "", "create_model", `CREATE TABLE "acme"."customer" ("id" integer PRIMARY KEY)`},
-		{"invoice", "status", "rename_field", `ALTER TABLE "acme"."invoice" RENAME COLUMN "status" TO "state"`},
-		{"invoice", "status", "add_field", `ALTER TABLE "acme"."invoice" ADD COLUMN "status" varchar(100) DEFAULT 'draft'`},
-		{"invoice", "state", "drop_field", `ALTER TABLE "acme"."invoice" DROP COLUMN "state"`},
+		// The proxy provisioned acme when it started: the harness made the
+		// schema and the tenant role, not the grants.
+		{"", "", "create_tenant", `GRANT USAGE, CREATE ON SCHEMA "acme" TO "acme";` + "\n" +
+			`ALTER DEFAULT PRIVILEGES IN SCHEMA "acme" GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES ON TABLES TO "acme";` + "\n" +
+			`ALTER DEFAULT PRIVILEGES IN SCHEMA "acme" GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "acme"`, "pgmigrate-proxy"},
+		{"invoice", "", "create_model", createInvoiceSQL, "postgres"},
+		{"invoice", "status", "add_field", `ALTER TABLE "acme"."invoice" ADD COLUMN "status" varchar(100) DEFAULT 'draft'`, "postgres"},
+		{"customer", "", "create_model", createModelSQL("acme", "customer", `"id" integer PRIMARY KEY`), "postgres"},
+		{"invoice", "status", "rename_field", `ALTER TABLE "acme"."invoice" RENAME COLUMN "status" TO "state"`, "postgres"},
+		{"invoice", "status", "add_field", `ALTER TABLE "acme"."invoice" ADD COLUMN "status" varchar(100) DEFAULT 'draft'`, "postgres"},
+		{"invoice", "state", "drop_field", `ALTER TABLE "acme"."invoice" DROP COLUMN "state"`, "postgres"},
 	}
 	check := func(call string, want []change) {
 		t.Helper()
@@ -561,20 +590,20 @@ func TestMigrateHistoryAndVerify(t *testing.T) {
 		}
 		for i, w := range want {
 			g := got[i]
-			if (change{g.Model, g.Field, g.Operation, g.Statements}) != w {
+			if (change{g.Model, g.Field, g.Operation, g.Statements, g.AppliedBy}) != w {
 				t.Fatalf("%s entry %d: got %+v, want %+v", call, i, g, w)
 			}
 			if i > 0 && g.ID <= got[i-1].ID {
 				t.Fatalf("%s: entry %d has id %d after %d", call, i, g.ID, got[i-1].ID)
 			}
-			if g.Attempts != 1 || g.AppliedBy != "postgres" || g.AppliedAt.IsZero() {
+			if g.Attempts != 1 || g.AppliedAt.IsZero() {
 				t.Fatalf("%s entry %d: %+v", call, i, g)
 			}
 		}
 	}
 	check("CALL migrate.history()", all)
 	check("CALL migrate.history('invoice')", slices.DeleteFunc(slices.Clone(all), func(c change) bool { return c.model != "invoice" }))
-	check("CALL migrate.history(model => 'customer')", all[2:3])
+	check("CALL migrate.history(model => 'customer')", all[3:4])
 
 	if rows := queryStrings(t, conn, "CALL migrate.verify()"); len(rows) > 0 {
 		t.Fatalf("verify found drift in models %q", rows)

@@ -15,9 +15,9 @@ func TestPsqlQuery(t *testing.T) {
 	tn := newTenants(t, "acme")
 	p := startProxy(t, tn.config(""))
 	out := psql(t, p.url(scramUser, "", "acme"), userPassword, "-At",
-		"-c", "SELECT current_schema(), current_user",
+		"-c", "SELECT current_schema(), session_user, current_user",
 		"-c", "SELECT g * 10 FROM generate_series(1, 3) g")
-	want := "acme|" + scramUser + "\n10\n20\n30\n"
+	want := "acme|" + scramUser + "|acme\n10\n20\n30\n"
 	if out != want {
 		t.Fatalf("psql printed %q, want %q", out, want)
 	}

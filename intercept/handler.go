@@ -236,11 +236,18 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 		}
 		target.Org = allTenants
 	case call.Org != "":
+		// A tenant the router does not know (one made by create_tenant
+		// and not in the config) is looked for in the session's database.
 		route, err := h.Route(ctx, call.Org)
-		if err != nil {
+		var unknown *policy.UnknownDatabaseError
+		switch {
+		case errors.As(err, &unknown):
+			target.Org = call.Org
+		case err != nil:
 			return policy.Route{}, err
+		default:
+			target = route
 		}
-		target = route
 	case call.Proc != "verify":
 		return policy.Route{}, &Error{Code: codeSyntaxError, Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
 	}
