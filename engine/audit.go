@@ -16,17 +16,16 @@ const RawDDL = "raw_ddl"
 // to PostgreSQL itself, as the actor of ctx asked (WithActor): operation
 // raw_ddl, the statement as sent, whether or not PostgreSQL accepted it.
 func (e *Engine) Audit(ctx context.Context, org, statement string) error {
-	if err := e.ensureCatalog(ctx); err != nil {
-		return err
-	}
 	var opID pgtype.UUID
 	crand.Read(opID.Bytes[:])
 	opID.Valid = true
 	a := actorOf(ctx)
-	return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, operation, statements, attempts, duration_ms, applied_by, application)
+	return e.forOrg(ctx, org, func() error {
+		return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, operation, statements, attempts, duration_ms, applied_by, application)
 VALUES ($1, $2, $3, ARRAY[$4], 0, 0, COALESCE(NULLIF($5, ''), current_user), NULLIF($6, ''))`,
-			opID, org, RawDDL, statement, a.user, a.application)
-		return err
+				opID, org, RawDDL, statement, a.user, a.application)
+			return err
+		})
 	})
 }

@@ -584,10 +584,13 @@ func TestPosture(t *testing.T) {
 
 	db.exec(t, `CREATE ROLE shared_user LOGIN IN ROLE acme, beta;
 CREATE ROLE shared_group NOLOGIN IN ROLE acme, beta, gamma;
-GRANT USAGE ON SCHEMA beta TO PUBLIC`)
+GRANT USAGE ON SCHEMA beta TO PUBLIC;
+CREATE TABLE gamma.notes (id int);
+GRANT SELECT ON gamma.notes TO shared_user`)
 	base := []Finding{
 		{SharedLogin, "shared_user", `login role shared_user is a member of the tenant roles of acme, beta, so its sessions can act for each of them`},
 		{PublicSchemaGrant, "beta", `PUBLIC holds USAGE on tenant schema beta, so every role has it`},
+		{LoginGrant, "shared_user", `login role shared_user holds privileges of its own in tenant schema gamma: a session of it that leaves its tenant role keeps them`},
 	}
 	if f := posture(false); !reflect.DeepEqual(f, base) {
 		t.Errorf("findings %+v, want %+v", f, base)

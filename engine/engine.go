@@ -240,9 +240,30 @@ func (e *Engine) ensureCatalog(ctx context.Context) error {
 	return nil
 }
 
-// tenantLocks hold a slot per org with an Apply in flight, so that an
-// engine runs one Apply per org at a time and the others wait without
-// holding any connection of the pool.
+// forOrg makes sure the catalog exists and runs fn holding org's slot: an
+// engine runs one call per org at a time (Apply, Plan, a read), and the
+// others wait, as long as their ctx allows, without holding any connection
+// of the pool. So the sessions of one org, however many, never hold more
+// of the pool than one command needs, and other orgs are served.
+func (e *Engine) forOrg(ctx context.Context, org string, fn func() error) error {
+	unlock, err := e.tenants.lock(ctx, org)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := e.ensureCatalog(ctx); err != nil {
+		return err
+	}
+	return fn()
+}
+
+// readTx runs fn in a read-only transaction on a connection of the pool,
+// holding org's slot.
+func (e *Engine) readTx(ctx context.Context, org string, fn func(pgx.Tx) error) error {
+	return e.forOrg(ctx, org, func() error { return e.poolTx(ctx, readOnly, fn) })
+}
+
+// tenantLocks hold a slot per org with a call in flight (see forOrg).
 type tenantLocks struct {
 	mu    sync.Mutex
 	slots map[string]*tenantSlot
@@ -250,7 +271,7 @@ type tenantLocks struct {
 
 type tenantSlot struct {
 	sem   chan struct{}
-	users int // Applies holding or waiting for sem
+	users int // calls holding or waiting for sem
 }
 
 // lock takes org's slot, waiting as long as ctx allows; unlock gives it
@@ -279,7 +300,7 @@ func (l *tenantLocks) lock(ctx context.Context, org string) (unlock func(), err 
 	}
 }
 
-// leave forgets org's slot once no Apply holds or waits for it.
+// leave forgets org's slot once no call holds or waits for it.
 func (l *tenantLocks) leave(org string, s *tenantSlot) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -14,6 +14,10 @@ const (
 	// PublicSchemaGrant is a tenant schema on which PUBLIC holds a
 	// privilege: every role has it.
 	PublicSchemaGrant = "tenant schema granted to PUBLIC"
+	// LoginGrant is a login role that holds privileges of its own (or
+	// owns objects) in a tenant schema: a session of it that leaves its
+	// tenant role, as set_config('role', 'none', false) does, keeps them.
+	LoginGrant = "login role holds tenant privileges"
 	// TenantCreate is a tenant role that may create objects in its schema
 	// where raw DDL is denied.
 	TenantCreate = "tenant role may create"
@@ -50,6 +54,26 @@ CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
 WHERE a.grantee = 0
 GROUP BY n.nspname
 ORDER BY n.nspname`},
+	{LoginGrant, `
+SELECT l.rolname::text,
+       pg_catalog.format('login role %I holds privileges of its own in tenant schema %s: a session of it that leaves its tenant role keeps them',
+                         l.rolname, pg_catalog.string_agg(DISTINCT g.nspname, ', '))
+FROM (
+  SELECT n.nspname, a.grantee
+  FROM pgmigrate.tenants t
+  JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema
+  CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+  UNION ALL
+  SELECT n.nspname, a.grantee
+  FROM pgmigrate.tenants t
+  JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema
+  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+  CROSS JOIN LATERAL pg_catalog.aclexplode(COALESCE(c.relacl, pg_catalog.acldefault('r', c.relowner))) a
+) g
+JOIN pg_catalog.pg_roles l ON l.oid = g.grantee
+WHERE l.rolcanlogin AND NOT l.rolsuper AND l.rolname <> current_user
+GROUP BY l.rolname
+ORDER BY l.rolname`},
 	{TenantCreate, `
 SELECT r.rolname::text,
        pg_catalog.format('tenant role %I may create objects in schema %I, where raw DDL is denied', r.rolname, n.nspname)
@@ -63,7 +87,8 @@ ORDER BY r.rolname`},
 // Posture checks how well PostgreSQL's privileges keep the registered
 // tenants apart: login roles other than superusers and the engine's own
 // that are members of more than one tenant role, tenant schemas with a
-// privilege granted to PUBLIC and, with denyCreate (raw DDL denied),
+// privilege granted to PUBLIC, login roles with privileges of their own
+// (or objects) in tenant schemas and, with denyCreate (raw DDL denied),
 // tenant roles that may create objects in their schema. It returns one
 // Finding per problem, by kind and name.
 func (e *Engine) Posture(ctx context.Context, denyCreate bool) ([]Finding, error) {

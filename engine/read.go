@@ -9,11 +9,8 @@ import (
 
 // Describe returns the metadata of one model.
 func (e *Engine) Describe(ctx context.Context, org, model string) (*Model, error) {
-	if err := e.ensureCatalog(ctx); err != nil {
-		return nil, err
-	}
 	var m *Model
-	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) (err error) {
+	err := e.readTx(ctx, org, func(tx pgx.Tx) (err error) {
 		m, err = readModel(ctx, tx, org, model)
 		return err
 	})
@@ -25,11 +22,8 @@ func (e *Engine) Describe(ctx context.Context, org, model string) (*Model, error
 
 // ListModels returns the names of the org's models, in order.
 func (e *Engine) ListModels(ctx context.Context, org string) ([]string, error) {
-	if err := e.ensureCatalog(ctx); err != nil {
-		return nil, err
-	}
 	var models []string
-	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) (err error) {
+	err := e.readTx(ctx, org, func(tx pgx.Tx) (err error) {
 		models, err = listModels(ctx, tx, org)
 		return err
 	})
@@ -69,11 +63,8 @@ type HistoryEntry struct {
 // History returns the org's applied changes, oldest first; a non-empty
 // model keeps only that model's.
 func (e *Engine) History(ctx context.Context, org, model string) ([]HistoryEntry, error) {
-	if err := e.ensureCatalog(ctx); err != nil {
-		return nil, err
-	}
 	var entries []HistoryEntry
-	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+	err := e.readTx(ctx, org, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 SELECT id, org, COALESCE(model, ''), COALESCE(field, ''), operation, statements, attempts, duration_ms,
        applied_by, COALESCE(application, ''), applied_at

@@ -46,16 +46,9 @@ func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, er
 // history row committing with the DDL. Transient failures (lock timeout,
 // deadlock, serialization failure, lock not available, admin shutdown, too
 // many connections, no free connection in the pool, lost connection) are
-// retried from the start, after undoing any phase that had committed. An
-// engine runs one Apply per org at a time; the others wait, as long as
-// their ctx allows, before they take any connection.
+// retried from the start, after undoing any phase that had committed.
 func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, error) {
 	return e.do(ctx, org, op, func(ctx context.Context, r *Result, start time.Time) error {
-		unlock, err := e.tenants.lock(ctx, org)
-		if err != nil {
-			return err
-		}
-		defer unlock()
 		var opID pgtype.UUID
 		crand.Read(opID.Bytes[:])
 		opID.Valid = true
@@ -77,8 +70,8 @@ func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, e
 	})
 }
 
-// do validates op, makes sure the catalog exists, and wraps run in the
-// operation's span, filling the result's common fields.
+// do validates op and, in the operation's span and holding org's slot
+// (see forOrg), runs run, filling the result's common fields.
 func (e *Engine) do(ctx context.Context, org string, op Operation, run func(context.Context, *Result, time.Time) error) (Result, error) {
 	model, field := op.Target()
 	r := Result{Org: org, Model: model, Field: field}
@@ -88,10 +81,7 @@ func (e *Engine) do(ctx context.Context, org string, op Operation, run func(cont
 	start := time.Now()
 	err := op.Validate(&e.opts)
 	if err == nil {
-		err = e.ensureCatalog(ctx)
-	}
-	if err == nil {
-		err = run(ctx, &r, start)
+		err = e.forOrg(ctx, org, func() error { return run(ctx, &r, start) })
 	}
 	r.Duration = time.Since(start)
 	span.SetAttributes(attribute.String("pgmigrate.status", string(r.Status)), attribute.Int("pgmigrate.attempts", r.Attempts))

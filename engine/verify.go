@@ -27,11 +27,8 @@ type Drift struct {
 // Verify compares the org's metadata with its live tables and returns every
 // difference, by model and field.
 func (e *Engine) Verify(ctx context.Context, org string) ([]Drift, error) {
-	if err := e.ensureCatalog(ctx); err != nil {
-		return nil, err
-	}
 	var drifts []Drift
-	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+	err := e.readTx(ctx, org, func(tx pgx.Tx) error {
 		schema, _, err := tenantSchema(ctx, tx, org, org)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -13,6 +14,7 @@ import (
 // SQLSTATEs of the errors this package reports.
 const (
 	codeFeatureNotSupported       = "0A000"
+	codeCharacterNotInRepertoire  = "22021"
 	codeProgramLimitExceeded      = "54000"
 	codeNullValueNotAllowed       = "22004"
 	codeInvalidTextRepresentation = "22P02"
@@ -85,6 +87,10 @@ var castTypes = map[string]bool{"jsonb": true, "json": true, "text": true, "varc
 func Parse(sql string) (*Command, error) {
 	if len(sql) > MaxCommandText {
 		return nil, errorf(codeProgramLimitExceeded, "migrate command text of %d bytes exceeds the limit of %d bytes", len(sql), MaxCommandText)
+	}
+	if !utf8.ValidString(sql) {
+		return nil, &Error{Code: codeCharacterNotInRepertoire, Msg: "migrate command text is not valid UTF-8",
+			HintText: "Send migrate commands with client_encoding UTF8."}
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
@@ -228,7 +234,7 @@ func (c *Command) ParamCount() int {
 // or "".
 func traceparent(sql []byte) string {
 	for i := 0; i < len(sql); {
-		end := tokenEnd(sql, i, false)
+		end := tokenEnd(sql, i, reading{})
 		if sql[i] == '/' && isComment(sql, i) {
 			if body, closed := bytes.CutSuffix(sql[i+2:end], []byte("*/")); closed {
 				if tp := commentTraceparent(string(body)); tp != "" {

@@ -180,6 +180,8 @@ func TestParseLimits(t *testing.T) {
 	}
 	_, err = Parse("CALL migrate.describe($5)")
 	checkError(t, "$5", err, "42P02", "argument 1 of migrate.describe refers to $5; there is no such parameter")
+	_, err = Parse("CALL migrate.describe('\x95\x5c')")
+	checkError(t, "SJIS text", err, "22021", "migrate command text is not valid UTF-8")
 	long := "CALL migrate.describe('" + strings.Repeat("x", MaxCommandText) + "')"
 	_, err = Parse(long)
 	checkError(t, "long text", err, "54000", fmt.Sprintf("migrate command text of %d bytes exceeds the limit of %d bytes", len(long), MaxCommandText))

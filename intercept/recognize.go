@@ -28,26 +28,89 @@ const (
 // Classify returns the kind of sql. It looks at the start of every
 // statement of the text, as PostgreSQL's lexer splits it with
 // standard_conforming_strings on and, when the text holds a backslash,
-// also as with it off: a text is whatever either reading makes it, so a
-// statement cannot hide from the proxy behind the session's setting of
-// standard_conforming_strings, nor behind a SET of it sent in the same
-// pipeline.
+// also as with it off, and as in each client encoding in which a
+// multibyte character may end in a backslash byte (SJIS, BIG5, GBK, UHC,
+// JOHAB, GB18030): a text is whatever any reading makes it, so a statement
+// cannot hide from the proxy behind the session's settings, nor behind a
+// SET of them sent in the same pipeline or made by a function.
 //
 // Classify does not parse and does not allocate. It may call a text
 // Migrate that is not a migrate command, which Parse then refuses, but it
 // never misses a text that PostgreSQL would parse as a CALL of a procedure
 // in schema migrate.
 func Classify(sql []byte) Kind {
-	k := classify(sql, false)
-	if k < Migrate && bytes.IndexByte(sql, '\\') >= 0 {
-		k = max(k, classify(sql, true))
+	k := classify(sql, reading{})
+	if k == Migrate || bytes.IndexByte(sql, '\\') < 0 {
+		return k
+	}
+	k = max(k, classify(sql, reading{backslash: true}))
+	if !hasHighByte(sql) {
+		return k
+	}
+	for _, mbLen := range backslashEncodings {
+		for _, backslash := range [...]bool{false, true} {
+			if k == Migrate {
+				return k
+			}
+			k = max(k, classify(sql, reading{backslash: backslash, mbLen: mbLen}))
+		}
 	}
 	return k
 }
 
-// classify returns the highest kind among the statements of sql, lexed
-// with backslash escapes in every quoted string when backslash is set.
-func classify(sql []byte, backslash bool) Kind {
+// reading is how the lexer reads a text: whether a backslash escapes the
+// next character in every quoted string (standard_conforming_strings off)
+// or only in E'...' strings, and, for a client encoding in which the
+// bytes of a multibyte character may include a backslash, the length of
+// the character that a byte of 0x80 or more starts.
+type reading struct {
+	backslash bool
+	mbLen     func(s []byte) int
+}
+
+// backslashEncodings are the character lengths of the client encodings
+// whose multibyte characters may hold the byte of a backslash, as
+// PostgreSQL reads them (pg_wchar_table): SJIS; BIG5, GBK and UHC; JOHAB;
+// GB18030. In every other encoding, every byte of a multibyte character is
+// 0x80 or more.
+var backslashEncodings = [...]func(s []byte) int{
+	func(s []byte) int { // SJIS: half-width katakana are one byte
+		if 0xa1 <= s[0] && s[0] <= 0xdf {
+			return 1
+		}
+		return 2
+	},
+	func([]byte) int { return 2 },
+	func(s []byte) int { // JOHAB, read as EUC
+		switch s[0] {
+		case 0x8e:
+			return 2
+		case 0x8f:
+			return 3
+		}
+		return 2
+	},
+	func(s []byte) int { // GB18030
+		if len(s) > 1 && '0' <= s[1] && s[1] <= '9' {
+			return 4
+		}
+		return 2
+	},
+}
+
+// hasHighByte reports whether b holds a byte of 0x80 or more.
+func hasHighByte(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// classify returns the highest kind among the statements of sql as r
+// reads it.
+func classify(sql []byte, r reading) Kind {
 	k := Ordinary
 	for i := 0; i < len(sql); {
 		i = skipSpace(sql, i)
@@ -58,7 +121,7 @@ func classify(sql []byte, backslash bool) Kind {
 		if k == Migrate || bytes.IndexByte(sql[i:], ';') < 0 {
 			return k
 		}
-		i = statementEnd(sql, i, backslash)
+		i = statementEnd(sql, i, r)
 	}
 	return k
 }
@@ -226,7 +289,7 @@ func nameEnd(sql []byte, j int) int {
 	case j == len(sql):
 		return j
 	case sql[j] == '"':
-		return skipSpace(sql, quotedEnd(sql, j, false))
+		return skipSpace(sql, quotedEnd(sql, j, reading{}))
 	case isIdentStart(sql[j]):
 		k := j + 1
 		for k < len(sql) && isIdentCont(sql[k]) {
@@ -239,9 +302,9 @@ func nameEnd(sql []byte, j int) int {
 
 // statementEnd returns the index just past the semicolon that ends the
 // statement at sql[i], or len(sql) if it is the last one.
-func statementEnd(sql []byte, i int, backslash bool) int {
+func statementEnd(sql []byte, i int, r reading) int {
 	for i < len(sql) && sql[i] != ';' {
-		i = tokenEnd(sql, i, backslash)
+		i = tokenEnd(sql, i, r)
 	}
 	return min(i+1, len(sql))
 }
@@ -254,7 +317,7 @@ func skipSpace(sql []byte, i int) int {
 		case isSpace(sql[i]):
 			i++
 		case isComment(sql, i):
-			i = tokenEnd(sql, i, false)
+			i = tokenEnd(sql, i, reading{})
 		default:
 			return i
 		}
@@ -263,11 +326,10 @@ func skipSpace(sql []byte, i int) int {
 }
 
 // tokenEnd returns the index just past the token that starts at sql[i], as
-// PostgreSQL's lexer splits the text (with standard_conforming_strings off
-// when backslash is set): a comment, a quoted string or identifier, a
-// dollar-quoted string, a parameter, a word, a number, or else a single
-// byte. A token left open runs to the end.
-func tokenEnd(sql []byte, i int, backslash bool) int {
+// PostgreSQL's lexer splits the text read as r says: a comment, a quoted
+// string or identifier, a dollar-quoted string, a parameter, a word, a
+// number, or else a single byte. A token left open runs to the end.
+func tokenEnd(sql []byte, i int, r reading) int {
 	c := sql[i]
 	switch {
 	case c == '-' && isComment(sql, i):
@@ -278,9 +340,9 @@ func tokenEnd(sql []byte, i int, backslash bool) int {
 	case c == '/' && isComment(sql, i):
 		return blockCommentEnd(sql, i)
 	case c == '\'':
-		return quotedEnd(sql, i, backslash)
+		return quotedEnd(sql, i, r)
 	case c == '"':
-		return quotedEnd(sql, i, false)
+		return quotedEnd(sql, i, reading{})
 	case c == '$':
 		return dollarEnd(sql, i)
 	case isIdentStart(c):
@@ -289,7 +351,7 @@ func tokenEnd(sql []byte, i int, backslash bool) int {
 			j++
 		}
 		if j == i+1 && c|0x20 == 'e' && j < len(sql) && sql[j] == '\'' {
-			return quotedEnd(sql, j, true) // E'...' allows backslash escapes
+			return quotedEnd(sql, j, reading{backslash: true, mbLen: r.mbLen}) // E'...' allows backslash escapes
 		}
 		return j
 	case isDigit(c):
@@ -335,18 +397,20 @@ func blockCommentEnd(sql []byte, i int) int {
 }
 
 // quotedEnd returns the index just past the string or identifier quoted by
-// sql[i], where a doubled quote stands for one and, with backslash, a
-// backslash escapes the next byte. A single-quoted string continues after
-// whitespace holding a newline and another quote.
-func quotedEnd(sql []byte, i int, backslash bool) int {
+// sql[i] and read as r says, where a doubled quote stands for one and, with
+// backslash, a backslash escapes the next character. A single-quoted string
+// continues after whitespace holding a newline and another quote.
+func quotedEnd(sql []byte, i int, r reading) int {
 	q := sql[i]
 	for j := i + 1; j < len(sql); j++ {
-		switch sql[j] {
-		case '\\':
-			if backslash {
-				j++
+		switch c := sql[j]; {
+		case c >= 0x80:
+			j = r.charEnd(sql, j) - 1
+		case c == '\\' && r.backslash:
+			if j+1 < len(sql) {
+				j = r.charEnd(sql, j+1) - 1
 			}
-		case q:
+		case c == q:
 			if j+1 < len(sql) && sql[j+1] == q {
 				j++
 				continue
@@ -362,6 +426,15 @@ func quotedEnd(sql []byte, i int, backslash bool) int {
 		}
 	}
 	return len(sql)
+}
+
+// charEnd returns the index just past the character that starts at
+// sql[j], as r reads it.
+func (r reading) charEnd(sql []byte, j int) int {
+	if sql[j] < 0x80 || r.mbLen == nil {
+		return j + 1
+	}
+	return min(j+r.mbLen(sql[j:]), len(sql))
 }
 
 // continuation returns the index of the quote that continues a string

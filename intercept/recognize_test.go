@@ -117,6 +117,14 @@ func TestClassify(t *testing.T) {
 		{"created", Ordinary},
 		{"SELECT 'DROP TABLE t'", Ordinary},
 		{"DROP TABLE t; SET ROLE x", RoleChange},
+		// In SJIS (and BIG5, GBK, UHC, JOHAB, GB18030) 0x95 0x5c is one
+		// character: the quote after it ends the string.
+		{"SELECT E'\x95\x5c'; SET ROLE globex; --'", RoleChange},
+		{"SELECT '\x95\x5c'; SET ROLE globex; --'", RoleChange},
+		{"SELECT E'\x95\x5c'; CALL migrate.list_models(); --'", Migrate},
+		{"SELECT E'\x81\x30\x81\x5c'; SET ROLE globex; --'", RoleChange},
+		{"SELECT E'\\\x95\x5c'; SET ROLE globex; --'", RoleChange},
+		{"SELECT E'\xe8\xa1\xa8\\''; SELECT 1", Ordinary},
 		{"SET ROLE x; CALL migrate.list_models()", Migrate},
 	}
 	for _, tt := range tests {

@@ -255,6 +255,12 @@ func (e *pollEnd) readable(events uint32) {
 		return
 	}
 	rd := e.rd
+	if rd.w == len(rd.buf) {
+		// A message taken off the wire can end at the buffer's end (one
+		// the buffer grew for ends there always): make room.
+		rd.compact()
+		e.p = rd.r
+	}
 	n, err := rawIO(syscall.SYS_RECVFROM, e.fd, rd.buf[rd.w:], 0)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:

@@ -96,7 +96,9 @@ type provisioner struct {
 func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
 	ctx = engine.WithActor(ctx, "pgmigrate-proxy", "provisioning")
 	var errs []error
-	checked := map[*engine.Engine]bool{}
+	// The posture check of each upstream database, once its tenants are
+	// all provisioned.
+	check := map[*engine.Engine]policy.Route{}
 	for _, t := range cfg.Tenants {
 		route, err := p.router.Tenant(ctx, t.Org)
 		var eng *engine.Engine
@@ -111,10 +113,10 @@ func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
 			errs = append(errs, fmt.Errorf("tenant %q cannot be provisioned: %w", t.Org, err))
 			continue
 		}
-		if !checked[eng] {
-			checked[eng] = true
-			p.posture(ctx, eng, route, cfg.Policy.RawDDL == policy.RawDDLDeny)
-		}
+		check[eng] = route
+	}
+	for eng, route := range check {
+		p.posture(ctx, eng, route, cfg.Policy.RawDDL == policy.RawDDLDeny)
 	}
 	p.mu.Lock()
 	p.err = errors.Join(errs...)
