@@ -1107,6 +1107,31 @@ func TestAuthorityHostileCommandTexts(t *testing.T) {
 		works(t, pc, "a command padded to 2 MiB")
 	})
 
+	// Texts longer than what the relay loop checks itself are checked
+	// off it, with the same verdicts.
+	t.Run("long texts", func(t *testing.T) {
+		pad := strings.Repeat("x", 64<<10)
+		pc := f.pgConn(authAcmeApp, authAcme)
+		results, err := pc.Exec(testContext(t), "SELECT length('"+pad+"')").ReadAll()
+		if err != nil || string(results[0].Rows[0][0]) != "65536" {
+			t.Errorf("a long ordinary query: %v", err)
+		}
+		hidden := "SELECT '" + pad + `'; SET ROLE ` + authIdent(authGlobex) + "; --'"
+		_, err = pc.Exec(testContext(t), hidden).ReadAll()
+		wantProxyError(t, err, "42501", "a role change after a long string")
+		_, err = pc.Prepare(testContext(t), "", "SET ROLE "+authIdent(authGlobex)+" /*"+pad+"*/", nil)
+		wantProxyError(t, err, "42501", "a long role change in a Parse")
+		results, err = pc.Exec(testContext(t), "CALL migrate.list_models() /*"+pad+"*/; ").ReadAll()
+		if err != nil || len(results[0].Rows) == 0 {
+			t.Errorf("a long migrate command: %v", err)
+		}
+		results, err = pc.Exec(testContext(t), "SELECT current_user").ReadAll()
+		if err != nil || string(results[0].Rows[0][0]) != authAcme {
+			t.Errorf("after the long texts the session runs as %v (%v)", results, err)
+		}
+		works(t, pc, "long texts")
+	})
+
 	t.Run("database-qualified", func(t *testing.T) {
 		conn := f.conn(authAcmeApp, authAcme)
 		for _, sql := range []string{

@@ -130,7 +130,7 @@ func (h *Handler) answer(ctx context.Context, sess Session, c *Conversation, msg
 	switch msg[0] {
 	case 'P':
 		query, _ := cstring(rest)
-		cmd, err := parse(string(query))
+		cmd, err := h.parse(string(query))
 		if err != nil {
 			return out, err
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,6 +43,9 @@ type Handler struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives a line per audited DDL statement; nil discards them.
 	Logger *slog.Logger
+
+	auditOnce sync.Once
+	audits    chan struct{} // a slot per audit record being written
 }
 
 // Verdict is what the proxy does with a text it sees.
@@ -87,13 +91,17 @@ func (h *Handler) Take(sql []byte, tenant bool) Verdict {
 
 // parse reads a text the proxy took: a migrate command, parsed once, or a
 // statement the session may not send, refused.
-func parse(sql string) (*Command, error) {
+func (h *Handler) parse(sql string) (*Command, error) {
 	switch Classify([]byte(sql)) {
 	case RoleChange:
 		return nil, &Error{Code: codeInsufficientPrivilege, Msg: "permission denied to change role in a tenant session",
 			DetailText: "A tenant session runs as its tenant's role, which the proxy sets when the session starts.",
 			HintText:   "Connect as the login role you need instead."}
 	case DDL:
+		if h.Rules().RawDDL == policy.RawDDLAudit {
+			return nil, &Error{Code: codeConfigurationLimitExceeded, Msg: "DDL statement refused: too many audit records are being written",
+				HintText: "Send it again in a moment."}
+		}
 		return nil, &Error{Code: codeInsufficientPrivilege, Msg: "permission denied: DDL statements are not allowed in tenant sessions (raw_ddl: deny)",
 			HintText: "Change the schema with CALL migrate.* commands."}
 	}
@@ -104,7 +112,7 @@ func parse(sql string) (*Command, error) {
 // which the caller adds. Every error becomes an ErrorResponse; the session
 // stays usable.
 func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
-	cmd, err := parse(sql)
+	cmd, err := h.parse(sql)
 	if err != nil {
 		return errorResponse(nil, err)
 	}
@@ -122,17 +130,53 @@ func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
 	return rs.encode(nil, true)
 }
 
-// Audit records a DDL statement a tenant session sent under raw_ddl:
-// audit, in the tenant's history and the log. Failures are logged.
-func (h *Handler) Audit(ctx context.Context, sess Session, sql string) {
+// Audit records a DDL statement that a tenant session sends under raw_ddl:
+// audit, in the tenant's history and the log, off the caller's goroutine:
+// it copies what it keeps (the first MaxAuditText bytes, as UTF-8) and
+// does not block. It returns false when maxAudits records are being
+// written already: the statement must then be refused, not sent
+// unrecorded.
+func (h *Handler) Audit(ctx context.Context, sess Session, sql []byte) bool {
+	h.auditOnce.Do(func() { h.audits = make(chan struct{}, maxAudits) })
+	select {
+	case h.audits <- struct{}{}:
+	default:
+		return false
+	}
+	text := auditText(sql)
+	go func() {
+		defer func() { <-h.audits }()
+		h.record(context.WithoutCancel(ctx), sess, text)
+	}()
+	return true
+}
+
+// MaxAuditText is how much of an audited statement is kept, in bytes.
+const MaxAuditText = 4 << 10
+
+// maxAudits is how many audit records may be in writing at once.
+const maxAudits = 64
+
+// auditText is what is kept of an audited statement: its first
+// MaxAuditText bytes and its length, as UTF-8.
+func auditText(sql []byte) string {
+	if len(sql) <= MaxAuditText {
+		return strings.ToValidUTF8(string(sql), "\uFFFD")
+	}
+	return strings.ToValidUTF8(string(sql[:MaxAuditText]), "\uFFFD") + fmt.Sprintf("... (%d bytes)", len(sql))
+}
+
+// record writes one audited statement to the log and the tenant's
+// history; failures are logged.
+func (h *Handler) record(ctx context.Context, sess Session, text string) {
 	log := h.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log.Info("raw DDL", "org", sess.Route.Org, "applied_by", sess.User, "application", sess.Application, "statement", sql)
+	log.Info("raw DDL", "org", sess.Route.Org, "applied_by", sess.User, "application", sess.Application, "statement", text)
 	eng, err := h.Engine(sess.Route)
 	if err == nil {
-		err = eng.Audit(engine.WithActor(ctx, sess.User, sess.Application), sess.Route.Org, sql)
+		err = eng.Audit(engine.WithActor(ctx, sess.User, sess.Application), sess.Route.Org, text)
 	}
 	if err != nil {
 		log.Error("recording raw DDL in history failed", "org", sess.Route.Org, "error", err.Error())

@@ -13,16 +13,17 @@ import (
 
 // SQLSTATEs of the errors this package reports.
 const (
-	codeFeatureNotSupported       = "0A000"
-	codeCharacterNotInRepertoire  = "22021"
-	codeProgramLimitExceeded      = "54000"
-	codeNullValueNotAllowed       = "22004"
-	codeInvalidTextRepresentation = "22P02"
-	codeSyntaxError               = "42601"
-	codeInsufficientPrivilege     = "42501"
-	codeQueryCanceled             = "57014"
-	codeUndefinedFunction         = "42883"
-	codeUndefinedParameter        = "42P02"
+	codeFeatureNotSupported        = "0A000"
+	codeCharacterNotInRepertoire   = "22021"
+	codeProgramLimitExceeded       = "54000"
+	codeNullValueNotAllowed        = "22004"
+	codeInvalidTextRepresentation  = "22P02"
+	codeSyntaxError                = "42601"
+	codeInsufficientPrivilege      = "42501"
+	codeConfigurationLimitExceeded = "53400"
+	codeQueryCanceled              = "57014"
+	codeUndefinedFunction          = "42883"
+	codeUndefinedParameter         = "42P02"
 )
 
 // Error is an error about a migrate command in the terms of a PostgreSQL

@@ -28,9 +28,10 @@ const (
 // Classify returns the kind of sql. It looks at the start of every
 // statement of the text, as PostgreSQL's lexer splits it with
 // standard_conforming_strings on and, when the text holds a backslash,
-// also as with it off, and as in each client encoding in which a
-// multibyte character may end in a backslash byte (SJIS, BIG5, GBK, UHC,
-// JOHAB, GB18030): a text is whatever any reading makes it, so a statement
+// also as with it off and, when a backslash follows a byte of 0x80 or
+// more, as in each client encoding in which a multibyte character may end
+// in a backslash byte (SJIS, BIG5, GBK, UHC, JOHAB, GB18030): a text is
+// whatever any reading makes it, so a statement
 // cannot hide from the proxy behind the session's settings, nor behind a
 // SET of them sent in the same pipeline or made by a function.
 //
@@ -44,7 +45,7 @@ func Classify(sql []byte) Kind {
 		return k
 	}
 	k = max(k, classify(sql, reading{backslash: true}))
-	if !hasHighByte(sql) {
+	if !backslashInCharacter(sql) {
 		return k
 	}
 	for _, mbLen := range backslashEncodings {
@@ -98,12 +99,20 @@ var backslashEncodings = [...]func(s []byte) int{
 	},
 }
 
-// hasHighByte reports whether b holds a byte of 0x80 or more.
-func hasHighByte(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
+// backslashInCharacter reports whether a backslash byte of sql could be
+// part of a multibyte character in one of backslashEncodings: whether it
+// follows a byte of 0x80 or more, closely enough. Only then can those
+// encodings read the text otherwise than byte by byte.
+func backslashInCharacter(sql []byte) bool {
+	for i := bytes.IndexByte(sql, '\\'); i >= 0; {
+		if i > 0 && sql[i-1] >= 0x80 || i > 1 && sql[i-2] >= 0x80 {
 			return true
 		}
+		j := bytes.IndexByte(sql[i+1:], '\\')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
 	}
 	return false
 }

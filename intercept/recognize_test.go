@@ -202,3 +202,18 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClassifyWorstCase classifies a 4 KiB text that every reading
+// must go through to its end: backslashes after high bytes, a semicolon in
+// every few bytes. It is what the longest text checked on the relay loop
+// (proxy's loopTextLimit) costs there at worst.
+func BenchmarkClassifyWorstCase(b *testing.B) {
+	sql := []byte(strings.Repeat("a\\\xe9\\;", 4<<10/5))
+	b.SetBytes(int64(len(sql)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if Classify(sql) != Ordinary {
+			b.Fatal("taken for something else")
+		}
+	}
+}

@@ -63,6 +63,8 @@ type pollRelay struct {
 	// stopCommand cancels the command being answered, when the relay
 	// ends first.
 	stopCommand context.CancelFunc
+	// classifying is set while a long text is checked off the loop.
+	classifying bool
 }
 
 func newPoller() (*poller, error) {
@@ -173,6 +175,7 @@ func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) 
 	m := s.srv.metrics
 	rel := &pollRelay{ctx: ctx, s: s, done: make(chan error, 1)}
 	rel.client = &pollEnd{fd: cfd, rd: s.cl, p: s.cl.r, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
+	s.cl.classifyOff = true
 	rel.upstream = &pollEnd{fd: ufd, rd: s.up, p: s.up.r, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
 	rel.client.peer, rel.upstream.peer = rel.upstream, rel.client
 	s.notify = func(msg []byte) {
@@ -305,6 +308,10 @@ func (e *pollEnd) flush() {
 		e.rel.end(e, e.bad)
 		return
 	}
+	if rd.deferred != nil {
+		e.rel.classify()
+		return
+	}
 	if rd.stopped() {
 		batch := rd.takeMessage()
 		e.p = rd.r
@@ -381,6 +388,34 @@ func (e *pollEnd) watch() {
 func (e *pollEnd) pause(p bool) {
 	e.paused = p
 	e.watch()
+}
+
+// classify has the long text the client's scan stopped at checked on a
+// goroutine of its own, not on the loop; the client is not read until the
+// verdict is in.
+func (rel *pollRelay) classify() {
+	c := rel.client
+	if rel.classifying {
+		return
+	}
+	rel.classifying = true
+	c.pause(true)
+	sql, take, pl := c.rd.deferred, c.rd.take, rel.s.srv.poller
+	go func() {
+		v := passVerdict
+		if take(sql) {
+			v = takeVerdict
+		}
+		pl.post(func() {
+			if rel.ended {
+				return
+			}
+			rel.classifying = false
+			c.rd.deferred, c.rd.verdict = nil, v
+			c.pause(false)
+			c.forward()
+		})
+	}()
 }
 
 // take holds a migrate command from the client: the client is not read

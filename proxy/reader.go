@@ -50,7 +50,30 @@ type reader struct {
 	drop    bool
 	// onAnswer answers the batch when the pumps relay.
 	onAnswer func(batch [][]byte) error
+	// With classifyOff, the text of a Query or Parse longer than
+	// loopTextLimit is not checked during the scan: the scan stops before
+	// its message with deferred set to the text, and the relay has take
+	// run elsewhere and sets verdict, which the next check of a text then
+	// uses, before it scans again.
+	classifyOff bool
+	deferred    []byte
+	verdict     verdict
 }
+
+// verdict is the answer of take given for the text the scan stopped at.
+type verdict uint8
+
+const (
+	noVerdict verdict = iota
+	passVerdict
+	takeVerdict
+)
+
+// loopTextLimit is the longest Query or Parse text checked on the relay
+// loop itself: checking may read a text up to ten times over (see
+// intercept.Classify; BenchmarkClassifyWorstCase), which for long texts
+// would hold up every session the loop relays.
+const loopTextLimit = 4 << 10
 
 // tracker follows a session's exchanges: requests that end in
 // ReadyForQuery (Query, Sync, FunctionCall) forwarded upstream and not yet
@@ -263,7 +286,7 @@ func (rd *reader) observe(p, n int) bool {
 			rd.need = 5 + n
 			return true
 		}
-		rd.taken, rd.drop = 5+n, true
+		rd.taken, rd.drop, rd.verdict = 5+n, true, noVerdict
 		return true
 	}
 	rd.discard = false
@@ -273,17 +296,21 @@ func (rd *reader) observe(p, n int) bool {
 		rd.need = 5 + n
 		return true
 	}
+	if rd.classifyOff && rd.verdict == noVerdict && (typ == 'Q' || typ == 'P') && n > loopTextLimit {
+		rd.deferred = sqlText(typ, rd.buf[p+5:p+5+n])
+		return true
+	}
 	taken := false
 	switch typ {
 	case 'Q':
-		taken = rd.take(rd.buf[p+5 : p+4+n])
+		taken = rd.check(rd.buf[p+5 : p+4+n])
 	case 'S':
-		rd.conv.Take(rd.buf[p:p+5+n], rd.take)
+		rd.conv.Take(rd.buf[p:p+5+n], rd.check)
 		taken = len(rd.batch) > 0 && !rd.track.forwarded.Load()
 	case 'H':
 		taken = len(rd.batch) > 0
 	default:
-		taken = inspect && rd.conv.Take(rd.buf[p:p+5+n], rd.take)
+		taken = inspect && rd.conv.Take(rd.buf[p:p+5+n], rd.check)
 	}
 	switch {
 	case taken:
@@ -304,6 +331,35 @@ func (rd *reader) observe(p, n int) bool {
 		}
 	}
 	return false
+}
+
+// check is take for the text of the Query or Parse at the scan's
+// position, or the verdict given for it elsewhere.
+func (rd *reader) check(sql []byte) bool {
+	v := rd.verdict
+	rd.verdict = noVerdict
+	if v != noVerdict {
+		return v == takeVerdict
+	}
+	return rd.take(sql)
+}
+
+// sqlText returns the SQL text in the body of a Query or Parse message.
+func sqlText(typ byte, body []byte) []byte {
+	if typ == 'P' {
+		_, body = cstringSplit(body)
+	}
+	sql, _ := cstringSplit(body)
+	return sql
+}
+
+// cstringSplit splits a NUL-terminated string off b.
+func cstringSplit(b []byte) ([]byte, []byte) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i+1:]
 }
 
 // observeUpstream counts the answers: ReadyForQuery settles everything,
@@ -350,7 +406,7 @@ func (rd *reader) takeMessage() [][]byte {
 }
 
 // stopped reports whether the scan stopped for interception.
-func (rd *reader) stopped() bool { return rd.taken > 0 || rd.answer }
+func (rd *reader) stopped() bool { return rd.taken > 0 || rd.answer || rd.deferred != nil }
 
 // protocolError is a malformed message from a peer.
 type protocolError struct{ msg string }

@@ -176,3 +176,34 @@ func BenchmarkRelay(b *testing.B) {
 	stream = append(stream, message('Z', 1)...)
 	benchRelay(b, stream, 23, func(*reader) {})
 }
+
+// TestLongTextCheckedOffTheScan: with classifyOff, the scan does not check
+// a Query text longer than loopTextLimit: it stops before the message with
+// the text in deferred, and uses the verdict given for it when it scans
+// again; shorter texts are checked at once.
+func TestLongTextCheckedOffTheScan(t *testing.T) {
+	query := func(sql string) []byte {
+		m := append([]byte{'Q', 0, 0, 0, 0}, sql...)
+		m = append(m, 0)
+		binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
+		return m
+	}
+	long := "SELECT '" + string(bytes.Repeat([]byte{'x'}, loopTextLimit)) + "'"
+	in := append(query("SELECT 1"), query(long)...)
+	rd := newReader(bytes.NewReader(in), 2*len(in))
+	rd.fill(len(in))
+	var checked []string
+	rd.track, rd.classifyOff = &tracker{}, true
+	rd.take = func(sql []byte) bool {
+		checked = append(checked, string(sql))
+		return false
+	}
+	p, err := rd.scan(1 << 20)
+	if err != nil || p != len(query("SELECT 1")) || string(rd.deferred) != long || len(checked) != 1 {
+		t.Fatalf("scan stopped at %d (%v) with deferred %.20q and %d texts checked", p, err, rd.deferred, len(checked))
+	}
+	rd.r, rd.deferred, rd.verdict = p, nil, takeVerdict
+	if p, err = rd.scan(1 << 20); err != nil || p != rd.r || rd.taken != len(query(long)) || len(checked) != 1 {
+		t.Fatalf("rescan stopped at %d (%v), taken %d, %d texts checked: the verdict was not used", p, err, rd.taken, len(checked))
+	}
+}

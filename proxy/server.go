@@ -49,9 +49,11 @@ type Migrator interface {
 	// relay's hot path for every Query and Parse, so for ordinary queries
 	// it must be cheap and must not allocate.
 	Take(sql []byte, tenant bool) intercept.Verdict
-	// Audit records a statement Take said to audit. It runs on a
-	// goroutine of its own.
-	Audit(ctx context.Context, sess intercept.Session, sql string)
+	// Audit records a statement Take said to audit, copying what it
+	// keeps; it runs on the relay loop and must not block. When it
+	// returns false the statement is taken and answered (refused)
+	// instead.
+	Audit(ctx context.Context, sess intercept.Session, sql []byte) bool
 	// Query runs the command in sql for the session and returns the
 	// messages that answer it, ReadyForQuery excepted.
 	Query(ctx context.Context, sess intercept.Session, sql string) []byte

@@ -459,7 +459,8 @@ func (s *session) relay(ctx context.Context) error {
 
 // taker returns the check the client's reader makes of each Query's and
 // Parse's SQL text: whether to take it off the wire. A DDL statement to
-// audit passes, and is recorded off the relay loop.
+// audit passes once the Migrator has it to record, and is taken (to be
+// refused) when it cannot.
 func (s *session) taker(ctx context.Context, m Migrator) func(sql []byte) bool {
 	tenant := s.route.Org != ""
 	return func(sql []byte) bool {
@@ -467,7 +468,7 @@ func (s *session) taker(ctx context.Context, m Migrator) func(sql []byte) bool {
 		case intercept.Answer:
 			return true
 		case intercept.Audit:
-			go m.Audit(ctx, s.intercepted(), string(sql))
+			return !m.Audit(ctx, s.intercepted(), sql)
 		}
 		return false
 	}
