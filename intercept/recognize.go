@@ -40,11 +40,14 @@ const (
 // never misses a text that PostgreSQL would parse as a CALL of a procedure
 // in schema migrate.
 func Classify(sql []byte) Kind {
-	k := classify(sql, reading{})
-	if k == Migrate || bytes.IndexByte(sql, '\\') < 0 {
+	k, several := classify(sql, reading{})
+	// Readings differ only in where strings end, which matters only
+	// where a semicolon may start another statement.
+	if k == Migrate || !several || bytes.IndexByte(sql, '\\') < 0 {
 		return k
 	}
-	k = max(k, classify(sql, reading{backslash: true}))
+	other, _ := classify(sql, reading{backslash: true})
+	k = max(k, other)
 	if !backslashInCharacter(sql) {
 		return k
 	}
@@ -53,7 +56,8 @@ func Classify(sql []byte) Kind {
 			if k == Migrate {
 				return k
 			}
-			k = max(k, classify(sql, reading{backslash: backslash, mbLen: mbLen}))
+			other, _ := classify(sql, reading{backslash: backslash, mbLen: mbLen})
+			k = max(k, other)
 		}
 	}
 	return k
@@ -118,9 +122,9 @@ func backslashInCharacter(sql []byte) bool {
 }
 
 // classify returns the highest kind among the statements of sql as r
-// reads it.
-func classify(sql []byte, r reading) Kind {
-	k := Ordinary
+// reads it, and whether a semicolon follows the start of its first
+// statement (else no reading can find another).
+func classify(sql []byte, r reading) (k Kind, several bool) {
 	for i := 0; i < len(sql); {
 		i = skipSpace(sql, i)
 		if i == len(sql) {
@@ -128,12 +132,14 @@ func classify(sql []byte, r reading) Kind {
 		}
 		k = max(k, statementKind(sql, i))
 		if k == Migrate || bytes.IndexByte(sql[i:], ';') < 0 {
-			return k
+			return k, several
 		}
+		several = true
 		i = statementEnd(sql, i, r)
 	}
-	return k
+	return k, several
 }
+
 
 // statementKind returns the kind of the statement at sql[i]. It looks at
 // the first byte first, so that an ordinary statement costs one switch.
