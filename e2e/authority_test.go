@@ -1276,7 +1276,7 @@ func TestAuthorityCreateTenant(t *testing.T) {
 	const (
 		initech = "authz-initech"
 		newco   = "authz-newco"
-		login   = newco + "_login"
+		login   = newco + ".login"
 	)
 	f := newAuthority(t, authSetup{})
 	f.roles = append(f.roles, login, newco, initech)

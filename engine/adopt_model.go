@@ -19,12 +19,19 @@ import (
 // table's columns as they are. Every column must be one a field can
 // describe: a field type's column type, its primary key, unique and
 // foreign key single-column, a default that is a constant of the column
-// type. Any other gives 0A000 and nothing changes. A table the engine owns
-// and the role may use, whose metadata matches it, is unchanged.
+// type. Any other gives UnsupportedColumnError (0A000) and nothing
+// changes. A table the engine owns and the role may use, whose metadata
+// matches it, is unchanged.
 //
-// The table keeps whatever else it has (triggers, row policies, check
-// constraints, indexes), which becomes the engine's role's: an admin who
-// adopts a table vouches for it.
+// Whatever runs with the rights of a table's owner, when it is written or
+// read, analysed or vacuumed, would run with the engine's once it owns the
+// table, and may call functions the tenant can replace at any time. So a
+// table that has any of it is refused with UnsupportedTableError (0A000),
+// before anything changes: user triggers, rules, row-level security
+// (enabled or forced) or policies, check constraints, indexes on
+// expressions or partial ones, extended statistics, generated columns,
+// partitions, a parent or child table, a foreign key to a table the
+// engine's role does not own or from one.
 type AdoptModel struct {
 	Model string
 }
@@ -41,6 +48,9 @@ func (op *AdoptModel) Plan(s *State) (*Plan, error) {
 	if s.Table == nil {
 		return nil, &UnknownModelError{Org: s.Org, Model: op.Model}
 	}
+	if len(s.Table.Unsafe) > 0 {
+		return nil, &UnsupportedTableError{Model: op.Model, What: s.Table.Unsafe}
+	}
 	fields := make([]FieldSpec, len(s.Table.Columns))
 	for i, c := range s.Table.Columns {
 		f, err := importField(s.Schema, c)
@@ -53,8 +63,8 @@ func (op *AdoptModel) Plan(s *State) (*Plan, error) {
 	if !s.Table.Owned {
 		statements = append(statements, table{s.Schema, op.Model}.alter("OWNER TO CURRENT_USER"))
 	}
-	if s.Role != "" && (!s.Table.Owned || slices.Contains(s.Grants.Ungranted, op.Model)) {
-		statements = append(statements, grantTable(s.Schema, op.Model, s.Role))
+	if s.Role != nil && (!s.Table.Owned || slices.Contains(s.Grants.Ungranted, op.Model)) {
+		statements = append(statements, grantTable(s.Schema, op.Model, s.Role.Name))
 	}
 	p := &Plan{Model: &Model{Name: op.Model, Fields: fields}}
 	if s.Meta != nil && len(tableDiff(s.Schema, s.Table, s.Meta.Fields)) == 0 {

@@ -52,16 +52,16 @@ func TestEngineRoleRunsTenant(t *testing.T) {
 	opts, rec := traced(t, testOptions())
 	opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	db := newEngineRoleDB(t, opts)
-	db.dropRolesAtEnd(t, "acme", "acme_login")
+	db.dropRolesAtEnd(t, "acme", "acme.login")
 	ctx := testCtx(t)
 
 	create := &CreateTenant{Org: "acme", Login: true}
 	r := db.apply(t, "acme", create)
 	wantApplied(t, r, "CREATE SCHEMA", `CREATE ROLE "acme" NOLOGIN`, `GRANT USAGE, CREATE ON SCHEMA "acme" TO "acme"`,
-		"ALTER DEFAULT PRIVILEGES", `CREATE ROLE "acme_login" LOGIN IN ROLE "acme" PASSWORD '********'`)
+		"ALTER DEFAULT PRIVILEGES", `CREATE ROLE "acme.login" LOGIN IN ROLE "acme" PASSWORD '********'`)
 	password := r.Password
-	if r.Login != "acme_login" || len(password) < 26 {
-		t.Fatalf("login %q with a password of %d characters, want acme_login and at least 26", r.Login, len(password))
+	if r.Login != "acme.login" || len(password) < 26 {
+		t.Fatalf("login %q with a password of %d characters, want acme.login and at least 26", r.Login, len(password))
 	}
 	if owner := scalar[string](t, db, "SELECT nspowner::regrole::text FROM pg_catalog.pg_namespace WHERE nspname = 'acme'"); owner != engineRole {
 		t.Errorf("schema acme owned by %s, want %s", owner, engineRole)
@@ -69,10 +69,10 @@ func TestEngineRoleRunsTenant(t *testing.T) {
 	if scalar[bool](t, db, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = 'acme'") {
 		t.Error("the tenant role can log in")
 	}
-	if !scalar[bool](t, db, "SELECT rolcanlogin AND pg_catalog.pg_has_role(oid, 'acme', 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = 'acme_login'") {
-		t.Error("acme_login cannot log in or is no member of acme")
+	if !scalar[bool](t, db, "SELECT rolcanlogin AND pg_catalog.pg_has_role(oid, 'acme', 'MEMBER') FROM pg_catalog.pg_roles WHERE rolname = 'acme.login'") {
+		t.Error("acme.login cannot log in or is no member of acme")
 	}
-	verifier := scalar[string](t, db, "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = 'acme_login'")
+	verifier := scalar[string](t, db, "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = 'acme.login'")
 	if !strings.HasPrefix(verifier, "SCRAM-SHA-256$4096:") {
 		t.Errorf("stored password %q, want a SCRAM-SHA-256 verifier", verifier)
 	}
@@ -99,7 +99,7 @@ func TestEngineRoleRunsTenant(t *testing.T) {
 	}
 
 	// In place: unchanged, the login role named, no password.
-	if again := db.apply(t, "acme", &CreateTenant{Org: "acme", Login: true}); again.Status != Unchanged || again.Login != "acme_login" || again.Password != "" {
+	if again := db.apply(t, "acme", &CreateTenant{Org: "acme", Login: true}); again.Status != Unchanged || again.Login != "acme.login" || again.Password != "" {
 		t.Errorf("create_tenant again: %+v, want unchanged with the login role and no password", again)
 	}
 
@@ -114,7 +114,7 @@ func TestEngineRoleRunsTenant(t *testing.T) {
 	// The login role signs in with the password (SCRAM over TCP) and uses
 	// the table as the tenant, but can neither change nor drop it, nor
 	// reach the engine's catalog and lock.
-	member := db.connect(t, "acme_login", password)
+	member := db.connect(t, "acme.login", password)
 	if _, err := member.Exec(ctx, "INSERT INTO acme.invoice (id, name) VALUES (1, 'one')"); err != nil {
 		t.Fatalf("tenant member's insert: %v", err)
 	}
@@ -139,11 +139,11 @@ func TestEngineRoleRunsTenant(t *testing.T) {
 
 	member.Close(ctx)
 	r = db.apply(t, "acme", &DropTenant{Org: "acme"})
-	wantApplied(t, r, `DROP SCHEMA "acme" CASCADE`, `DROP ROLE "acme_login"`, `DROP ROLE "acme"`)
+	wantApplied(t, r, `DROP SCHEMA "acme" CASCADE`, `DROP ROLE "acme.login"`, `DROP ROLE "acme"`)
 	if schemaExists(t, db, "acme") {
 		t.Error("schema acme still exists")
 	}
-	if n := scalar[int](t, db, "SELECT count(*)::int FROM pg_catalog.pg_roles WHERE rolname IN ('acme', 'acme_login')"); n != 0 {
+	if n := scalar[int](t, db, "SELECT count(*)::int FROM pg_catalog.pg_roles WHERE rolname IN ('acme', 'acme.login')"); n != 0 {
 		t.Errorf("%d of the tenant's roles left", n)
 	}
 	if n := scalar[int](t, db, "SELECT count(*)::int FROM pgmigrate.tenants"); n != 0 {
@@ -263,9 +263,15 @@ GRANT ALL ON acme.secret TO PUBLIC;`)
 			}
 		}
 	}
-	// Taking it over is PostgreSQL's call: the engine's role is no member
-	// of the tenant role that owns it.
+	// It cannot be adopted with its trigger and policy; without them,
+	// taking it over would be PostgreSQL's call, and the engine's role is
+	// no member of the tenant role that owns it.
 	_, err = db.engine.Apply(ctx, "acme", &AdoptModel{Model: "secret"})
+	wantErr[*UnsupportedTableError](t, err, "0A000")
+	if err := db.execAs(t, "acme", "CREATE TABLE acme.plain (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.engine.Apply(ctx, "acme", &AdoptModel{Model: "plain"})
 	wantErr[*pgconn.PgError](t, err, "42501")
 	if n := calls(); n != 0 {
 		t.Errorf("the tenant's function ran %d times", n)
@@ -374,24 +380,42 @@ func TestAdoptModelRefusesUnsupportedColumns(t *testing.T) {
 	}
 }
 
+// oldCatalogKey is the advisory lock key ("pgmigrat") that creating the
+// catalog used to take, which any session could hold.
+const oldCatalogKey = 0x70676d6967726174
+
 func TestTenantLockOutOfTenantsReach(t *testing.T) {
-	// A fresh catalog cannot be made while a session holds the catalog's
-	// key: Init fails within the lock timeout instead of waiting.
+	// A session holding the key that creating the catalog used to take
+	// holds nothing up.
 	fresh := newTestDB(t, testOptions())
-	newBlocker(t, fresh, fmt.Sprintf("SELECT pg_advisory_lock(%d)", catalogLockKey))
-	err := fresh.engine.Init(testCtx(t))
-	wantErr[*pgconn.PgError](t, err, "55P03")
+	newBlocker(t, fresh, fmt.Sprintf("SELECT pg_advisory_lock(%d)", oldCatalogKey))
+	if err := fresh.engine.Init(testCtx(t)); err != nil {
+		t.Fatalf("init while the old catalog key is held: %v", err)
+	}
 
 	// Once the catalog is current, the keys the engine used to lock with
 	// hold nothing up.
 	db := newInvoiceDB(t, testOptions())
-	newBlocker(t, db, fmt.Sprintf("SELECT pg_advisory_lock(hashtextextended('pgmigrate:tenant:acme', 0)), pg_advisory_lock(%d)", catalogLockKey))
+	newBlocker(t, db, fmt.Sprintf("SELECT pg_advisory_lock(hashtextextended('pgmigrate:tenant:acme', 0)), pg_advisory_lock(%d)", oldCatalogKey))
 	r, err := db.newEngine(t, testOptions()).Apply(testCtx(t), "acme", addAmount)
 	if err != nil {
 		t.Fatalf("apply while the advisory keys are held: %v", err)
 	}
 	if r.Status != Applied || r.Attempts != 1 {
 		t.Errorf("result %+v, want applied at the first attempt", r)
+	}
+
+	// The lock that creating or upgrading the catalog takes is out of a
+	// tenant's reach.
+	db.dropRolesAtEnd(t, "acme")
+	db.apply(t, "acme", &CreateTenant{Org: "acme"})
+	for _, sql := range []string{
+		"LOCK TABLE pgmigrate.version IN SHARE ROW EXCLUSIVE MODE",
+		"SELECT version FROM pgmigrate.version FOR UPDATE",
+	} {
+		if err := db.execAs(t, "acme", "BEGIN; "+sql); sqlState(err) != "42501" {
+			t.Errorf("the tenant's %s: %v, want 42501", sql, err)
+		}
 	}
 }
 
@@ -565,7 +589,7 @@ func TestActorRecorded(t *testing.T) {
 
 func TestPosture(t *testing.T) {
 	db := newTestDB(t, testOptions())
-	db.dropRolesAtEnd(t, "shared_user", "shared_group", "acme_login", "acme", "beta", "gamma")
+	db.dropRolesAtEnd(t, "shared_user", "shared_group", "acme.login", "acme", "beta", "gamma")
 	ctx := testCtx(t)
 	db.apply(t, "acme", &CreateTenant{Org: "acme", Login: true})
 	db.apply(t, "beta", &CreateTenant{Org: "beta"})
@@ -600,5 +624,232 @@ GRANT SELECT ON gamma.notes TO shared_user`)
 		Finding{TenantCreate, "beta", `tenant role beta may create objects in schema beta, where raw DDL is denied`})
 	if f := posture(true); !reflect.DeepEqual(f, want) {
 		t.Errorf("findings with raw DDL denied %+v, want %+v", f, want)
+	}
+}
+
+// authState describes what tenant operations change: the roles with their
+// attributes and memberships, the schemas, the registrations and the
+// history.
+func authState(t testing.TB, db *testDB) string {
+	t.Helper()
+	return scalar[string](t, db, `SELECT concat_ws(E'\n',
+  (SELECT string_agg(pg_catalog.format('%s login=%s super=%s createrole=%s createdb=%s', rolname, rolcanlogin, rolsuper, rolcreaterole, rolcreatedb), ', ' ORDER BY rolname)
+   FROM pg_catalog.pg_roles),
+  (SELECT string_agg(pg_catalog.format('%s in %s', member::regrole, roleid::regrole), ', ' ORDER BY member::regrole::text, roleid::regrole::text)
+   FROM pg_catalog.pg_auth_members),
+  (SELECT string_agg(nspname, ', ' ORDER BY nspname) FROM pg_catalog.pg_namespace),
+  (SELECT string_agg(org, ', ' ORDER BY org) FROM pgmigrate.tenants),
+  (SELECT count(*)::text FROM pgmigrate.history))`)
+}
+
+func TestTenantRoleMustBeSafe(t *testing.T) {
+	db := newEngineRoleDB(t, testOptions())
+	db.dropRolesAtEnd(t, "acme_login", "builder", "grouped", "staff", "readers", engineRole+".login")
+	ctx := testCtx(t)
+	db.exec(t, `CREATE ROLE acme_login LOGIN;
+CREATE ROLE builder NOLOGIN CREATEDB;
+CREATE ROLE staff NOLOGIN;
+CREATE ROLE grouped NOLOGIN IN ROLE staff;
+CREATE ROLE readers NOLOGIN;
+CREATE TABLE public.ledger (id int);
+GRANT SELECT ON public.ledger TO readers`)
+	if err := db.engine.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := authState(t, db)
+
+	// A role named like the org that is the engine's own, can log in (an
+	// older engine's login role of acme), may do more than a tenant, or
+	// is a member of another role is neither taken as the tenant role nor
+	// dropped with the tenant.
+	for _, c := range []struct{ org, reason string }{
+		{engineRole, "it is the engine's role"},
+		{"acme_login", "it can log in"},
+		{"builder", "it has CREATEDB"},
+		{"grouped", `it is a member of "staff"`},
+		{"readers", "it owns or holds privileges on table public.ledger, outside the tenant's schema"},
+	} {
+		want := fmt.Sprintf("role %q exists and cannot be a tenant role: %s", c.org, c.reason)
+		for _, op := range []Operation{&CreateTenant{Org: c.org}, &CreateTenant{Org: c.org, Login: true}, &DropTenant{Org: c.org}} {
+			for _, run := range []func(context.Context, string, Operation) (Result, error){db.engine.Plan, db.engine.Apply} {
+				r, err := run(ctx, c.org, op)
+				e := wantErr[*UnsafeRoleError](t, err, "42501")
+				if e.Role != c.org || err.Error() != want || r.Password != "" {
+					t.Errorf("%s %s: %v (password %q), want %q", op.Kind(), c.org, err, r.Password, want)
+				}
+			}
+		}
+	}
+	if after := authState(t, db); after != before {
+		t.Errorf("refused operations changed roles, schemas or the catalog:\n%s\nto\n%s", before, after)
+	}
+
+	// PostgreSQL reserves the names starting with pg_ (its predefined
+	// roles): no org has one.
+	for _, org := range []string{"pg_monitor", "pg_read_all_data"} {
+		for _, op := range []Operation{&CreateTenant{Org: org}, &CreateTenant{Org: org, Login: true}, &DropTenant{Org: org}} {
+			_, err := db.engine.Apply(ctx, org, op)
+			wantErr[*InvalidSpecError](t, err, "22023")
+		}
+	}
+	if after := authState(t, db); after != before {
+		t.Errorf("refused operations changed roles, schemas or the catalog:\n%s\nto\n%s", before, after)
+	}
+}
+
+func TestTenantLoginRoleMustBeSafe(t *testing.T) {
+	db := newEngineRoleDB(t, testOptions())
+	db.dropRolesAtEnd(t, "acme.login", "acme", "staff")
+	ctx := testCtx(t)
+	db.apply(t, "acme", &CreateTenant{Org: "acme"})
+	db.exec(t, "CREATE ROLE staff NOLOGIN")
+
+	// A role named like acme's login role is taken as it, or dropped with
+	// the tenant, only if it is one the engine would have made.
+	for _, c := range []struct{ create, reason string }{
+		{`CREATE ROLE "acme.login" NOLOGIN IN ROLE acme`, "it cannot log in"},
+		{`CREATE ROLE "acme.login" LOGIN CREATEDB IN ROLE acme`, "it has CREATEDB"},
+		{`CREATE ROLE "acme.login" LOGIN`, `it is not a member of "acme"`},
+		{`CREATE ROLE "acme.login" LOGIN IN ROLE acme, staff`, `it is also a member of "staff"`},
+	} {
+		db.exec(t, c.create)
+		before := authState(t, db)
+		want := `role "acme.login" exists and cannot be a tenant's login role: ` + c.reason
+		for _, op := range []Operation{&CreateTenant{Org: "acme", Login: true}, &DropTenant{Org: "acme"}} {
+			r, err := db.engine.Apply(ctx, "acme", op)
+			e := wantErr[*UnsafeRoleError](t, err, "42501")
+			if e.Role != "acme.login" || err.Error() != want || r.Password != "" {
+				t.Errorf("%s with %s: %v (password %q), want %q", op.Kind(), c.create, err, r.Password, want)
+			}
+		}
+		if after := authState(t, db); after != before {
+			t.Errorf("refused operations changed roles, schemas or the catalog:\n%s\nto\n%s", before, after)
+		}
+		db.exec(t, `DROP ROLE "acme.login"`)
+	}
+
+	// One as the engine makes it is taken as it is, and dropped with the
+	// tenant.
+	db.exec(t, `CREATE ROLE "acme.login" LOGIN IN ROLE acme`)
+	if r := db.apply(t, "acme", &CreateTenant{Org: "acme", Login: true}); r.Status != Unchanged || r.Login != "acme.login" || r.Password != "" {
+		t.Errorf("create_tenant with its login role in place: %+v, want unchanged, acme.login, no password", r)
+	}
+	wantApplied(t, db.apply(t, "acme", &DropTenant{Org: "acme"}), `DROP ROLE "acme.login"`, `DROP ROLE "acme"`)
+	if n := scalar[int](t, db, "SELECT count(*)::int FROM pg_catalog.pg_roles WHERE rolname IN ('acme', 'acme.login')"); n != 0 {
+		t.Errorf("%d of the tenant's roles left", n)
+	}
+}
+
+func TestAdoptModelRefusesTenantCode(t *testing.T) {
+	db := newTestDB(t, testOptions(), "acme")
+	db.dropRolesAtEnd(t, "acme")
+	ctx := testCtx(t)
+	db.apply(t, "acme", &CreateTenant{Org: "acme"})
+	// Tables of the tenant's, each with one thing that would run the
+	// tenant's code, or reach a table the engine does not own, with the
+	// engine's rights once the engine's role owned the table (the engine
+	// here is a superuser, so PostgreSQL would let it take any over).
+	err := db.execAs(t, "acme", `
+CREATE FUNCTION acme.same(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+CREATE FUNCTION acme.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TABLE acme.triggered (id int PRIMARY KEY);
+CREATE TRIGGER touch BEFORE INSERT ON acme.triggered FOR EACH ROW EXECUTE FUNCTION acme.touch();
+CREATE TABLE acme.ruled (id int PRIMARY KEY);
+CREATE RULE tell AS ON INSERT TO acme.ruled DO ALSO NOTIFY ruled;
+CREATE TABLE acme.secured (id int PRIMARY KEY);
+ALTER TABLE acme.secured ENABLE ROW LEVEL SECURITY;
+CREATE TABLE acme.forced (id int PRIMARY KEY);
+ALTER TABLE acme.forced FORCE ROW LEVEL SECURITY;
+CREATE TABLE acme.policed (id int PRIMARY KEY);
+CREATE POLICY mine ON acme.policed USING (acme.same(id) > 0);
+CREATE TABLE acme.checked (id int PRIMARY KEY CONSTRAINT positive CHECK (acme.same(id) > 0));
+CREATE TABLE acme.expressed (id int PRIMARY KEY);
+CREATE INDEX expressed_same ON acme.expressed ((acme.same(id)));
+CREATE TABLE acme.partial (id int PRIMARY KEY);
+CREATE INDEX partial_positive ON acme.partial (id) WHERE acme.same(id) > 0;
+CREATE TABLE acme.measured (id int PRIMARY KEY, n int);
+CREATE STATISTICS acme.measured_stats ON id, n FROM acme.measured;
+CREATE TABLE acme.generated (id int PRIMARY KEY, twice int GENERATED ALWAYS AS (acme.same(id) * 2) STORED);
+CREATE TABLE acme.parted (id int) PARTITION BY RANGE (id);
+CREATE TABLE acme.base (id int);
+CREATE TABLE acme.kid () INHERITS (acme.base);
+CREATE TABLE acme.target (id int PRIMARY KEY);
+CREATE TABLE acme.pointing (id int PRIMARY KEY, target_id int CONSTRAINT to_target REFERENCES acme.target ON DELETE CASCADE);`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := scalar[string](t, db, `SELECT string_agg(relname || ':' || relowner::regrole::text || ':' || COALESCE(relacl::text, ''), ', ' ORDER BY relname)
+FROM pg_catalog.pg_class WHERE relnamespace = 'acme'::regnamespace`)
+	for _, c := range []struct{ table, what string }{
+		{"triggered", "trigger touch"},
+		{"ruled", "rule tell"},
+		{"secured", "row-level security"},
+		{"forced", "row-level security"},
+		{"policed", "policy mine"},
+		{"checked", "check constraint positive"},
+		{"expressed", "index expressed_same on an expression"},
+		{"partial", "partial index partial_positive"},
+		{"measured", "statistics measured_stats"},
+		{"generated", "generated column twice"},
+		{"parted", "partitions"},
+		{"base", "child table acme.kid"},
+		{"kid", "parent table acme.base"},
+		{"pointing", "foreign key to_target to table acme.target of another owner"},
+		{"target", "foreign key to_target from table acme.pointing of another owner"},
+	} {
+		want := fmt.Sprintf("table %q cannot be a model: it has %s", c.table, c.what)
+		for _, run := range []func(context.Context, string, Operation) (Result, error){db.engine.Plan, db.engine.Apply} {
+			_, err := run(ctx, "acme", &AdoptModel{Model: c.table})
+			if e := wantErr[*UnsupportedTableError](t, err, "0A000"); e.Model != c.table || err.Error() != want {
+				t.Errorf("adopt_model %s: %v, want %q", c.table, err, want)
+			}
+		}
+	}
+	after := scalar[string](t, db, `SELECT string_agg(relname || ':' || relowner::regrole::text || ':' || COALESCE(relacl::text, ''), ', ' ORDER BY relname)
+FROM pg_catalog.pg_class WHERE relnamespace = 'acme'::regnamespace`)
+	if after != before {
+		t.Errorf("refused adoptions changed the tenant's tables:\n%s\nto\n%s", before, after)
+	}
+	if models, err := db.engine.ListModels(ctx, "acme"); err != nil || len(models) != 0 {
+		t.Errorf("models %v (%v), want none", models, err)
+	}
+	if n := historyRows(t, db, "acme"); n != 1 {
+		t.Errorf("history rows %d, want 1", n)
+	}
+}
+
+func TestApplyAdmitsWhatThePoolHolds(t *testing.T) {
+	orgs := []string{"o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8"}
+	db := newTestDB(t, testOptions(), orgs...)
+	ctx := testCtx(t)
+	for _, org := range orgs {
+		db.apply(t, org, &CreateModel{Model: "invoice", Fields: invoiceFields()})
+	}
+	opts := testOptions()
+	opts.AcquireTimeout = time.Second
+	e := New(newPool(t, cluster.DSN(pgtest.Superuser, db.name), 4), opts)
+	if err := e.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Eight orgs at once on four connections: two attempts run at a time,
+	// each finding the second connection it needs, and the others wait
+	// their turn without taking any.
+	start := make(chan struct{})
+	results := make([]Result, len(orgs))
+	errs := make([]error, len(orgs))
+	var wg sync.WaitGroup
+	for i, org := range orgs {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = e.Apply(ctx, org, addAmount)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, org := range orgs {
+		if errs[i] != nil || results[i].Status != Applied || results[i].Attempts != 1 {
+			t.Errorf("%s: %+v, %v; want applied at the first attempt", org, results[i], errs[i])
+		}
 	}
 }

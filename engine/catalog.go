@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
-
-// catalogLockKey serialises creating and upgrading the metadata catalog
-// across engines (any value unlikely to collide with an application's).
-const catalogLockKey = 0x70676d6967726174 // "pgmigrat"
 
 // catalogVersions are the metadata catalog's schema versions in order;
 // version N is catalogVersions[N-1]. Append, never edit.
@@ -57,9 +54,12 @@ ALTER TABLE pgmigrate.history ADD COLUMN application text;
 
 // Init creates the metadata catalog (schema pgmigrate) or upgrades it to
 // this engine's version. A catalog already current is only read. Creating
-// or upgrading it takes an advisory lock, so that engines starting at once
-// serialise; the wait for it is bounded by the lock timeout, so that a
-// session holding the key makes Init fail with 55P03 instead of hanging.
+// or upgrading it is one transaction that makes schema pgmigrate and table
+// pgmigrate.version if they are missing, then locks the table, so that
+// engines starting at once serialise on a lock that tenant roles, with no
+// privilege on schema pgmigrate, can neither take nor hold; the wait for
+// it is bounded by the lock timeout (55P03). An engine that loses the race
+// to create the schema or the table (23505, 42P06, 42P07) tries again.
 // Apply and Plan call it on first use.
 func (e *Engine) Init(ctx context.Context) error {
 	var version int
@@ -70,27 +70,43 @@ func (e *Engine) Init(ctx context.Context) error {
 	if err != nil || version == len(catalogVersions) {
 		return err
 	}
-	return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock($1)", int64(catalogLockKey)); err != nil {
+	for try := 1; ; try++ {
+		err = e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error { return upgradeCatalog(ctx, tx) })
+		if try == catalogTries || !slices.Contains(catalogRaces, sqlState(err)) {
 			return err
 		}
-		_, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgmigrate;
-CREATE TABLE IF NOT EXISTS pgmigrate.version (version int NOT NULL);`)
-		if err != nil {
-			return err
-		}
-		current, err := catalogVersion(ctx, tx)
-		if err != nil || current == len(catalogVersions) {
-			return err
-		}
-		for v := current; v < len(catalogVersions); v++ {
-			if _, err := tx.Exec(ctx, catalogVersions[v]); err != nil {
-				return fmt.Errorf("engine: upgrading the metadata catalog to version %d: %w", v+1, err)
-			}
-		}
-		_, err = tx.Exec(ctx, "DELETE FROM pgmigrate.version; INSERT INTO pgmigrate.version VALUES ("+itoa(len(catalogVersions))+")")
+	}
+}
+
+// catalogRaces are the SQLSTATEs of CREATE SCHEMA IF NOT EXISTS and CREATE
+// TABLE IF NOT EXISTS when another transaction creates the same object at
+// the same moment: unique violation (in the system catalog), duplicate
+// schema, duplicate table. catalogTries bounds the transactions of Init
+// that lose such a race.
+var catalogRaces = []string{"23505", "42P06", "42P07"}
+
+const catalogTries = 3
+
+// upgradeCatalog creates or upgrades the metadata catalog in tx, holding
+// the lock on pgmigrate.version.
+func upgradeCatalog(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgmigrate;
+CREATE TABLE IF NOT EXISTS pgmigrate.version (version int NOT NULL);
+LOCK TABLE pgmigrate.version IN SHARE ROW EXCLUSIVE MODE`)
+	if err != nil {
 		return err
-	})
+	}
+	current, err := catalogVersion(ctx, tx)
+	if err != nil || current == len(catalogVersions) {
+		return err
+	}
+	for v := current; v < len(catalogVersions); v++ {
+		if _, err := tx.Exec(ctx, catalogVersions[v]); err != nil {
+			return fmt.Errorf("engine: upgrading the metadata catalog to version %d: %w", v+1, err)
+		}
+	}
+	_, err = tx.Exec(ctx, "DELETE FROM pgmigrate.version; INSERT INTO pgmigrate.version VALUES ("+itoa(len(catalogVersions))+")")
+	return err
 }
 
 // catalogVersion is the version of the metadata catalog, 0 if there is

@@ -76,8 +76,8 @@ func (op *CreateModel) Plan(s *State) (*Plan, error) {
 			defs[i] = columnDef(s.Schema, f)
 		}
 		statements := []string{"CREATE TABLE " + qualified(s.Schema, op.Model) + " (" + strings.Join(defs, ", ") + ")"}
-		if s.Role != "" {
-			statements = append(statements, grantTable(s.Schema, op.Model, s.Role))
+		if s.Role != nil {
+			statements = append(statements, grantTable(s.Schema, op.Model, s.Role.Name))
 		}
 		return &Plan{Phases: []Phase{{Statements: statements}}, Model: &Model{Name: op.Model, Fields: fields}}, nil
 	}

@@ -16,7 +16,11 @@ import (
 //
 //   - the schema, owned by the engine's role;
 //   - the tenant role, named like the org (NOLOGIN; grant it to the
-//     tenant's users); a role of that name that exists is taken as it is;
+//     tenant's users); a role of that name that exists is taken as it is
+//     if it is NOLOGIN, a member of no role, not the engine's role nor a
+//     predefined one, and has none of SUPERUSER, CREATEROLE, CREATEDB,
+//     REPLICATION and BYPASSRLS; any other gives UnsafeRoleError (42501)
+//     and nothing changes;
 //   - the role's USAGE on the schema, and CREATE unless NoCreate (with
 //     NoCreate, a CREATE it holds is revoked);
 //   - the engine role's default privileges in the schema, which give the
@@ -28,11 +32,14 @@ import (
 //
 // A tenant with all of it in place is unchanged.
 //
-// With Login it also makes the login role <org>_login, a member of the
+// With Login it also makes the login role <org>.login, a member of the
 // tenant role, with a random password that the result returns this once.
 // PostgreSQL gets only the password's SCRAM-SHA-256 verifier, computed by
 // the engine, and results, history, logs and spans show it redacted. A
-// login role that exists is left as it is, and no password is returned.
+// login role that exists is left as it is, and no password is returned,
+// if it can log in and is a member of the tenant role only, and is
+// neither the engine's role nor has any of those attributes; any other
+// gives UnsafeRoleError.
 type CreateTenant struct {
 	Org string
 	// Schema is the schema of an org not registered yet; "" means the
@@ -63,12 +70,12 @@ func (op *CreateTenant) unregisteredSchema() string {
 }
 
 // Validate checks the org and schema names and, with Login, the login
-// role's name, and draws the login role's password.
+// role's length, and draws the login role's password.
 func (op *CreateTenant) Validate(*Options) error {
 	if err := checkOrg(op.Org); err != nil {
 		return err
 	}
-	if s := op.unregisteredSchema(); !orgName.MatchString(s) || s == "pgmigrate" || s == "information_schema" || strings.HasPrefix(s, "pg_") {
+	if s := op.unregisteredSchema(); !orgName.MatchString(s) || systemSchema(s) {
 		return &InvalidSpecError{Reason: strconv.Quote(s) + " cannot be a tenant's schema"}
 	}
 	if !op.Login {
@@ -83,13 +90,16 @@ func (op *CreateTenant) Validate(*Options) error {
 }
 
 func (op *CreateTenant) Plan(s *State) (*Plan, error) {
+	if err := s.checkRoles(op.Login); err != nil {
+		return nil, err
+	}
 	schema, role := ident(s.Schema), ident(op.Org)
 	var statements []string
 	add := func(sql string) { statements = append(statements, sql) }
 	if !s.SchemaExists {
 		add("CREATE SCHEMA " + schema)
 	}
-	if s.Role == "" {
+	if s.Role == nil {
 		add("CREATE ROLE " + role + " NOLOGIN")
 	}
 	g := s.Grants
@@ -115,7 +125,7 @@ func (op *CreateTenant) Plan(s *State) (*Plan, error) {
 	var hidden map[int]string
 	if op.Login {
 		p.Login = loginName(op.Org)
-		if s.Login == "" {
+		if s.Login == nil {
 			create := "CREATE ROLE " + ident(p.Login) + " LOGIN IN ROLE " + role + " PASSWORD "
 			hidden = map[int]string{len(statements): create + quoteLiteral(op.secret.verifier)}
 			add(create + redacted)
@@ -128,8 +138,9 @@ func (op *CreateTenant) Plan(s *State) (*Plan, error) {
 	return p, nil
 }
 
-// loginName is the name of the org's login role.
-func loginName(org string) string { return org + "_login" }
+// loginName is the name of the org's login role. No org name holds a '.',
+// so it is never the name of another org's tenant role.
+func loginName(org string) string { return org + ".login" }
 
 // redacted stands for a password in the statements shown.
 const redacted = "'********'"
@@ -172,4 +183,10 @@ func hmacSHA256(key []byte, msg string) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte(msg))
 	return h.Sum(nil)
+}
+
+// systemSchema reports whether schema is PostgreSQL's or the engine's own,
+// never a tenant's.
+func systemSchema(schema string) bool {
+	return schema == "pgmigrate" || schema == "information_schema" || strings.HasPrefix(schema, "pg_")
 }

@@ -20,7 +20,10 @@
 //     any connection); across engines on several pools or machines, the
 //     org's row of pgmigrate.locks, locked for the whole attempt by a
 //     transaction on a connection of its own. Tenant roles cannot reach
-//     schema pgmigrate, so they can neither take the lock nor hold it;
+//     schema pgmigrate, so they can neither take the lock nor hold it. An
+//     attempt holds two connections, so an engine runs at most half its
+//     pool's worth of attempts at once, and the others wait before they
+//     take any;
 //  2. the state is read from the live catalog, so drift made by hand is
 //     seen: a spec already in place is Unchanged, a different one a typed
 //     conflict error;
@@ -39,10 +42,14 @@
 // database are enough, no superuser needed) owns the tenant schemas and
 // the tables it creates; each tenant has a NOLOGIN tenant role named like
 // the org, made by CreateTenant, which may use the schema and read and
-// write those tables, but not alter or drop them. The engine acts only on
-// tables its role owns, in the tenant's schema: every model operation but
-// AdoptModel refuses any other (NotOwnedError) before reading a row of
-// it. Everything the engine runs does so with search_path pinned to
+// write those tables, but not alter or drop them. A role that exists with
+// the org's name, or the login role's, is taken (or dropped by DropTenant)
+// only if the engine could have made it (UnsafeRoleError otherwise). The
+// engine acts only on tables its role owns, in the tenant's schema: every
+// model operation but AdoptModel refuses any other (NotOwnedError) before
+// reading a row of it, and AdoptModel refuses a table with anything that
+// would run as its owner (UnsupportedTableError). Everything the engine
+// runs does so with search_path pinned to
 // pg_catalog and row_security off, so that no tenant-written code
 // (function, operator, policy, trigger) runs with the engine's rights;
 // ConfigurePool pins them for the pool's sessions too. Posture reports
@@ -53,7 +60,8 @@
 //
 // The metadata catalog lives in schema pgmigrate of the database (tenants,
 // models, fields, history, locks, version), closed to PUBLIC, and is
-// created or upgraded by Init, which Apply and Plan call on first use.
+// created or upgraded by Init, under a lock on pgmigrate.version, which
+// Apply and Plan call on first use.
 //
 // Errors about input or state are typed (InvalidSpecError, UnknownModelError,
 // FieldConflictError, NotOwnedError, PoolTimeoutError, ...), each with a

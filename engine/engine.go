@@ -69,6 +69,8 @@ type Engine struct {
 	tracer  trace.Tracer
 	log     *slog.Logger
 	tenants tenantLocks
+	// admitted holds a token per Apply attempt running (see admit).
+	admitted chan struct{}
 
 	initMu sync.Mutex
 	inited bool
@@ -93,7 +95,8 @@ func New(pool *pgxpool.Pool, opts Options) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{pool: pool, opts: opts, tracer: tp.Tracer("github.com/pgmigrate/pgmigrate-proxy/engine"), log: log}
+	return &Engine{pool: pool, opts: opts, tracer: tp.Tracer("github.com/pgmigrate/pgmigrate-proxy/engine"), log: log,
+		admitted: make(chan struct{}, max(1, pool.Config().MaxConns/2))}
 }
 
 // Status says what an operation did.
@@ -200,6 +203,21 @@ func (e *Engine) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, &PoolTimeoutError{Wait: e.opts.AcquireTimeout}
 	}
 	return conn, err
+}
+
+// admit waits, as long as ctx allows, until the Apply attempt that calls it
+// may run; release lets the next one run. An attempt holds two connections
+// of the pool (the tenant's lock, then its work), so at most half the
+// pool's connections' worth of attempts run at once: each then finds its
+// second connection, rather than all of them holding their first and
+// waiting, until the acquire timeout, for one that none gives back.
+func (e *Engine) admit(ctx context.Context) (release func(), err error) {
+	select {
+	case e.admitted <- struct{}{}:
+		return func() { <-e.admitted }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // readOnly are the options of the engine's reads: one consistent snapshot.

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -123,6 +124,47 @@ func (e *UnsupportedColumnError) Error() string {
 	return fmt.Sprintf("column %q (%s) of table %q cannot be a field: %s", e.Column, e.Type, e.Model, e.Reason)
 }
 func (e *UnsupportedColumnError) SQLState() string { return "0A000" }
+
+// UnsupportedTableError is a table that adopt_model refuses to take over:
+// What lists what it has that, once the engine's role owned it, would run
+// code another role wrote, or reach a table the engine does not own, with
+// the engine's rights.
+type UnsupportedTableError struct {
+	Model string
+	What  []string
+}
+
+func (e *UnsupportedTableError) Error() string {
+	return fmt.Sprintf("table %q cannot be a model: it has %s", e.Model, strings.Join(e.What, ", "))
+}
+func (e *UnsupportedTableError) SQLState() string { return "0A000" }
+func (e *UnsupportedTableError) Detail() string {
+	return "Once the engine's role owned the table, these would run with the engine's rights."
+}
+func (e *UnsupportedTableError) Hint() string {
+	return "Remove them from the table (or adopt the tables its foreign keys involve first), then adopt it."
+}
+
+// UnsafeRoleError is a role named like a tenant's role or login role that
+// exists but is not one the engine may take as such, or drop with the
+// tenant: Reason says why (the engine's own role, a predefined role, one
+// that may do more than a tenant, or one with other memberships).
+type UnsafeRoleError struct {
+	Role string
+	// Login is true for the tenant's login role, false for its tenant
+	// role.
+	Login  bool
+	Reason string
+}
+
+func (e *UnsafeRoleError) Error() string {
+	as := "a tenant role"
+	if e.Login {
+		as = "a tenant's login role"
+	}
+	return fmt.Sprintf("role %q exists and cannot be %s: %s", e.Role, as, e.Reason)
+}
+func (e *UnsafeRoleError) SQLState() string { return "42501" }
 
 // PoolTimeoutError is a wait for a free connection of the engine's pool
 // that lasted Options.AcquireTimeout. It is transient, like PostgreSQL's

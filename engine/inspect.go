@@ -12,7 +12,8 @@ import (
 type schemaChooser interface{ unregisteredSchema() string }
 
 // readState reads what an operation plans from: the tenant's schema and
-// roles and, for model operations, the live table and the metadata. It
+// roles and, for model operations, the live table (for adopt_model, with
+// what of it would run with its owner's rights) and the metadata. It
 // runs in its own short transaction under the engine's settings, so that
 // checking for rows waits no longer than the lock timeout behind a long
 // lock holder. Rows are read only from a table the engine's role owns.
@@ -33,6 +34,11 @@ func (e *Engine) readState(ctx context.Context, conn *pgx.Conn, org string, op O
 		}
 		if s.Table, err = readTable(ctx, tx, s.Schema, model); err != nil {
 			return err
+		}
+		if _, adopt := op.(*AdoptModel); adopt && s.Table != nil {
+			if s.Table.Unsafe, err = unsafeObjects(ctx, tx, s.Schema, model); err != nil {
+				return err
+			}
 		}
 		if s.Unowned, err = unownedTables(ctx, tx, s.Schema); err != nil {
 			return err
@@ -66,11 +72,11 @@ ORDER BY c.relname`, schema)
 // login roles, and the tenant role's privileges in the schema (none if
 // the role does not exist).
 func readTenant(ctx context.Context, q querier, s *State) error {
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
-       COALESCE((SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = $2), ''),
-       COALESCE((SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = $3), '')`,
-		s.Schema, s.Org, loginName(s.Org)).Scan(&s.SchemaExists, &s.Role, &s.Login)
-	if err != nil || !s.SchemaExists {
+	err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", s.Schema).Scan(&s.SchemaExists)
+	if err != nil {
+		return err
+	}
+	if err := readRoles(ctx, q, s); err != nil || !s.SchemaExists {
 		return err
 	}
 	g := &s.Grants
@@ -92,6 +98,95 @@ LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $2
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT a.privilege_type FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee = r.oid) AS schema) p
 WHERE n.nspname = $1`, s.Schema, s.Org, tablePrivileges, sequencePrivileges).
 		Scan(&g.Usage, &g.Create, &g.DefaultTables, &g.DefaultSequences, &g.Ungranted)
+}
+
+// readRoles reads the roles named like the org (the tenant role) and like
+// its login role, those that exist, with what each owns or holds
+// privileges on outside the tenant's schema (pg_shdepend). An oid below 16384
+// (FirstNormalObjectId) is one PostgreSQL made at initdb: a predefined
+// role or the bootstrap superuser.
+func readRoles(ctx context.Context, q querier, s *State) error {
+	rows, err := q.Query(ctx, `
+SELECT r.rolname::text, r.rolcanlogin,
+       pg_catalog.array_remove(ARRAY[CASE WHEN r.rolsuper THEN 'SUPERUSER' END, CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
+                                     CASE WHEN r.rolcreatedb THEN 'CREATEDB' END, CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+                                     CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL),
+       r.rolname = current_user, r.oid < 16384,
+       ARRAY(SELECT DISTINCT g.rolname::text FROM pg_catalog.pg_auth_members m
+             JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+             WHERE m.member = r.oid ORDER BY 1),
+       ARRAY(SELECT DISTINCT CASE WHEN d.dbid = db.oid
+                                  THEN (SELECT o.type || ' ' || o.identity FROM pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) o)
+                                  WHEN d.dbid = 0 THEN 'a shared object' ELSE 'objects of another database' END
+             FROM pg_catalog.pg_shdepend d,
+                  (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) db
+             WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.refobjid = r.oid AND d.deptype IN ('o', 'a')
+               AND NOT (d.dbid = db.oid AND (
+                     (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema = $3
+                  OR d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                     AND d.objid = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $3)
+                  OR d.classid = 'pg_catalog.pg_default_acl'::pg_catalog.regclass
+                     AND d.objid IN (SELECT a.oid FROM pg_catalog.pg_default_acl a
+                                     JOIN pg_catalog.pg_namespace n ON n.oid = a.defaclnamespace WHERE n.nspname = $3)))
+             ORDER BY 1)
+FROM pg_catalog.pg_roles r
+WHERE r.rolname IN ($1, $2)`, s.Org, loginName(s.Org), s.Schema)
+	if err != nil {
+		return err
+	}
+	roles, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Role, error) {
+		r := &Role{}
+		return r, row.Scan(&r.Name, &r.CanLogin, &r.Powers, &r.Engine, &r.Predefined, &r.MemberOf, &r.Holds)
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range roles {
+		if r.Name == s.Org {
+			s.Role = r
+		} else {
+			s.Login = r
+		}
+	}
+	return nil
+}
+
+// unsafeObjects lists what a table has that would run with the rights of
+// its owner, or reach a table of another owner (see Table.Unsafe), in a
+// stable order.
+func unsafeObjects(ctx context.Context, q querier, schema, name string) ([]string, error) {
+	rows, err := q.Query(ctx, `
+WITH t AS (SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity
+           FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)),
+unsafe (rank, what) AS (
+	SELECT 1, pg_catalog.format('trigger %I', g.tgname) FROM t JOIN pg_catalog.pg_trigger g ON g.tgrelid = t.oid WHERE NOT g.tgisinternal
+	UNION ALL SELECT 2, pg_catalog.format('rule %I', r.rulename) FROM t JOIN pg_catalog.pg_rewrite r ON r.ev_class = t.oid
+	UNION ALL SELECT 3, 'row-level security' FROM t WHERE t.relrowsecurity OR t.relforcerowsecurity
+	UNION ALL SELECT 4, pg_catalog.format('policy %I', p.polname) FROM t JOIN pg_catalog.pg_policy p ON p.polrelid = t.oid
+	UNION ALL SELECT 5, pg_catalog.format('check constraint %I', con.conname)
+	          FROM t JOIN pg_catalog.pg_constraint con ON con.conrelid = t.oid WHERE con.contype = 'c'
+	UNION ALL SELECT 6, pg_catalog.format(CASE WHEN x.indexprs IS NOT NULL THEN 'index %I on an expression' ELSE 'partial index %I' END, i.relname)
+	          FROM t JOIN pg_catalog.pg_index x ON x.indrelid = t.oid JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+	          WHERE x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+	UNION ALL SELECT 7, pg_catalog.format('statistics %I', st.stxname) FROM t JOIN pg_catalog.pg_statistic_ext st ON st.stxrelid = t.oid
+	UNION ALL SELECT 8, pg_catalog.format('generated column %I', a.attname)
+	          FROM t JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid
+	          WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+	UNION ALL SELECT 9, 'partitions' FROM t WHERE t.relkind = 'p'
+	UNION ALL SELECT 10, pg_catalog.format('parent table %s', h.inhparent::regclass) FROM t JOIN pg_catalog.pg_inherits h ON h.inhrelid = t.oid
+	UNION ALL SELECT 11, pg_catalog.format('child table %s', h.inhrelid::regclass) FROM t JOIN pg_catalog.pg_inherits h ON h.inhparent = t.oid
+	UNION ALL SELECT 12, pg_catalog.format('foreign key %I to table %s of another owner', con.conname, con.confrelid::regclass)
+	          FROM t JOIN pg_catalog.pg_constraint con ON con.conrelid = t.oid JOIN pg_catalog.pg_class o ON o.oid = con.confrelid
+	          WHERE con.contype = 'f' AND o.oid <> t.oid AND pg_catalog.pg_get_userbyid(o.relowner) <> current_user
+	UNION ALL SELECT 13, pg_catalog.format('foreign key %I from table %s of another owner', con.conname, con.conrelid::regclass)
+	          FROM t JOIN pg_catalog.pg_constraint con ON con.confrelid = t.oid JOIN pg_catalog.pg_class o ON o.oid = con.conrelid
+	          WHERE con.contype = 'f' AND o.oid <> t.oid AND pg_catalog.pg_get_userbyid(o.relowner) <> current_user
+)
+SELECT what FROM unsafe ORDER BY rank, what`, qualified(schema, name))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // readTable reads a live table, whether the engine's role owns it, and its

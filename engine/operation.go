@@ -2,6 +2,7 @@ package engine
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -34,12 +35,12 @@ type State struct {
 	SchemaExists bool
 	// Registered is true when pgmigrate.tenants lists the org.
 	Registered bool
-	// Role is the tenant role, named like the org, "" if no such role
+	// Role is the role named like the org (the tenant role), nil if none
 	// exists.
-	Role string
-	// Login is the tenant's login role, named <org>_login, "" if no such
-	// role exists.
-	Login string
+	Role *Role
+	// Login is the role named <org>.login (the tenant's login role), nil
+	// if none exists.
+	Login *Role
 	// Grants are the tenant role's privileges in the schema, if it exists
 	// (none if the role does not).
 	Grants Grants
@@ -53,6 +54,104 @@ type State struct {
 	// HasRows is true when the table holds at least one row; it is read
 	// only from a table the engine's role owns.
 	HasRows bool
+}
+
+// Role is an existing role, with what decides whether the engine may take
+// it as a tenant's role or login role, and drop it with the tenant.
+type Role struct {
+	Name     string
+	CanLogin bool
+	// Powers lists the attributes it has that reach beyond a tenant, of
+	// SUPERUSER, CREATEROLE, CREATEDB, REPLICATION and BYPASSRLS.
+	Powers []string
+	// Engine is true for the engine's role (current_user).
+	Engine bool
+	// Predefined is true for a role PostgreSQL makes itself.
+	Predefined bool
+	// MemberOf lists the roles it is a member of, by name.
+	MemberOf []string
+	// Holds lists what it owns or holds privileges on outside the
+	// tenant's schema, in this database or another.
+	Holds []string
+}
+
+// checkRoles fails with UnsafeRoleError unless the tenant role, and with
+// login the tenant's login role, are each absent or one the engine may
+// take as such: a tenant role is NOLOGIN and a member of no role, a login
+// role can log in and is a member of the tenant role only, and neither
+// is the engine's role, a predefined role, one with an attribute that
+// reaches beyond a tenant, or one that owns or holds privileges on
+// anything outside the tenant's schema. So an org's name never hands a tenant, or
+// drop_tenant, a role that can do more than the tenant.
+func (s *State) checkRoles(login bool) error {
+	if r := s.Role; r != nil {
+		if reason := r.unsafeAsTenant(); reason != "" {
+			return &UnsafeRoleError{Role: r.Name, Reason: reason}
+		}
+	}
+	if r := s.Login; login && r != nil {
+		if reason := r.unsafeAsLogin(s.Org); reason != "" {
+			return &UnsafeRoleError{Role: r.Name, Login: true, Reason: reason}
+		}
+	}
+	return nil
+}
+
+// unsafeAsTenant says why r cannot be a tenant role, "" if it can.
+func (r *Role) unsafeAsTenant() string {
+	if reason := r.unsafe(); reason != "" {
+		return reason
+	}
+	switch {
+	case r.CanLogin:
+		return "it can log in"
+	case len(r.MemberOf) > 0:
+		return "it is a member of " + quoteNames(r.MemberOf)
+	}
+	return ""
+}
+
+// unsafeAsLogin says why r cannot be the login role of the tenant role
+// named tenant, "" if it can.
+func (r *Role) unsafeAsLogin(tenant string) string {
+	if reason := r.unsafe(); reason != "" {
+		return reason
+	}
+	others := slices.DeleteFunc(slices.Clone(r.MemberOf), func(m string) bool { return m == tenant })
+	switch {
+	case !r.CanLogin:
+		return "it cannot log in"
+	case len(others) == len(r.MemberOf):
+		return "it is not a member of " + strconv.Quote(tenant)
+	case len(others) > 0:
+		return "it is also a member of " + quoteNames(others)
+	}
+	return ""
+}
+
+// unsafe says why r can be neither a tenant role nor a login role, "" if
+// nothing forbids both.
+func (r *Role) unsafe() string {
+	switch {
+	case r.Engine:
+		return "it is the engine's role"
+	case r.Predefined:
+		return "it is predefined by PostgreSQL"
+	case len(r.Powers) > 0:
+		return "it has " + strings.Join(r.Powers, ", ")
+	case len(r.Holds) > 0:
+		return "it owns or holds privileges on " + strings.Join(r.Holds, ", ") + ", outside the tenant's schema"
+	}
+	return ""
+}
+
+// quoteNames lists names, each double-quoted.
+func quoteNames(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return strings.Join(quoted, ", ")
 }
 
 // Grants are what the tenant role may do in its schema.
@@ -75,6 +174,14 @@ type Table struct {
 	// Owned is true when the engine's role (the pool's user) owns it.
 	Owned   bool
 	Columns []Column
+	// Unsafe lists what the table has that would run code another role
+	// wrote, or reach a table the engine does not own, with the rights of
+	// the table's owner (trigger, rule, row-level security, policy, check
+	// constraint, index on an expression, partial index, statistics,
+	// generated column, partitions, parent or child table, foreign key to
+	// or from a table of another owner), each as "kind name". It is read
+	// for adopt_model only.
+	Unsafe []string
 }
 
 // Column returns the live column called name, or nil.

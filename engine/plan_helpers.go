@@ -303,9 +303,15 @@ func checkFieldName(name string) error {
 // orgName is the form of an org name.
 var orgName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// checkOrg validates the org of a tenant operation: an org name that
+// PostgreSQL does not reserve for its own roles (pg_...), since the
+// tenant role is named like the org.
 func checkOrg(org string) error {
 	if !orgName.MatchString(org) {
 		return &InvalidSpecError{Reason: strconv.Quote(org) + " is not an org name (lower-case letters, digits, _ and -, up to 63, starting with a letter or digit)"}
+	}
+	if strings.HasPrefix(org, "pg_") {
+		return &InvalidSpecError{Reason: strconv.Quote(org) + " cannot be an org name: PostgreSQL reserves role names starting with pg_"}
 	}
 	return nil
 }

@@ -71,7 +71,21 @@ func goldenInvoiceMeta() *Model {
 // goldenTenant is the state of tenant acme-corp, with its tenant role, and
 // the given live table.
 func goldenTenant(t *Table, rows bool, meta *Model) *State {
-	return &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Role: "acme-corp", Table: t, HasRows: rows, Meta: meta}
+	return &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Role: goldenRole(), Table: t, HasRows: rows, Meta: meta}
+}
+
+// goldenRole is the tenant role of acme-corp as the engine makes it, and
+// goldenLogin its login role.
+func goldenRole() *Role { return &Role{Name: "acme-corp"} }
+
+func goldenLogin() *Role {
+	return &Role{Name: "acme-corp.login", CanLogin: true, MemberOf: []string{"acme-corp"}}
+}
+
+// goldenRoles is an existing tenant acme-corp with the given tenant and
+// login roles.
+func goldenRoles(role, login *Role) *State {
+	return &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: role, Login: login, Grants: goldenGranted}
 }
 
 // goldenUnowned returns the state with the live table owned by another
@@ -311,28 +325,62 @@ func goldenCases() []goldenCase {
 		{name: "chosen_schema", op: &CreateTenant{Org: "0day_co", Schema: "tenant_0day"}, state: &State{Org: "0day_co", Schema: "tenant_0day"}},
 		{name: "schema_exists", op: &CreateTenant{Org: "acme-corp"},
 			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Grants: Grants{Ungranted: []string{"customer", "invoice"}}}},
-		{name: "role_exists", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", Role: "acme-corp"}},
+		{name: "role_exists", op: &CreateTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", Role: goldenRole()}},
 		{name: "grants_missing", op: &CreateTenant{Org: "acme-corp"},
-			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp",
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: goldenRole(),
 				Grants: Grants{Usage: true, DefaultTables: true, Ungranted: []string{"invoice"}}}},
 		{name: "in_place", op: &CreateTenant{Org: "acme-corp"},
-			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Grants: goldenGranted}},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: goldenRole(), Grants: goldenGranted}},
 		{name: "in_place_unregistered", op: &CreateTenant{Org: "acme-corp"},
-			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Role: "acme-corp", Grants: goldenGranted}},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Role: goldenRole(), Grants: goldenGranted}},
 		{name: "no_create", op: &CreateTenant{Org: "acme-corp", NoCreate: true}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
 		{name: "no_create_revoke", op: &CreateTenant{Org: "acme-corp", NoCreate: true},
-			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Grants: goldenGranted}},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: goldenRole(), Grants: goldenGranted}},
 		{name: "login", op: &CreateTenant{Org: "acme-corp", Login: true}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
 		{name: "login_exists", op: &CreateTenant{Org: "acme-corp", Login: true},
-			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Login: "acme-corp_login", Grants: goldenGranted}},
-		{name: "drop", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: "acme-corp", Login: "acme-corp_login"}},
+			state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: goldenRole(), Login: goldenLogin(), Grants: goldenGranted}},
+		{name: "role_engine", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(&Role{Name: "acme-corp", CanLogin: true, Powers: []string{"CREATEROLE"}, Engine: true}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "role_predefined", op: &CreateTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", Predefined: true}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "role_powers", op: &CreateTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", Powers: []string{"CREATEDB", "BYPASSRLS"}}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "role_login", op: &CreateTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", CanLogin: true}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "role_member", op: &CreateTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", MemberOf: []string{"staff", "writers"}}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "role_holds_elsewhere", op: &CreateTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", Holds: []string{"table public.ledger"}}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "login_engine", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", CanLogin: true, Engine: true, MemberOf: []string{"acme-corp"}}), wantErr: new(*UnsafeRoleError)},
+		{name: "login_powers", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", CanLogin: true, Powers: []string{"SUPERUSER"}, MemberOf: []string{"acme-corp"}}), wantErr: new(*UnsafeRoleError)},
+		{name: "login_cannot_log_in", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", MemberOf: []string{"acme-corp"}}), wantErr: new(*UnsafeRoleError)},
+		{name: "login_not_member", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", CanLogin: true}), wantErr: new(*UnsafeRoleError)},
+		{name: "login_without_role", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(nil, &Role{Name: "acme-corp.login", CanLogin: true, MemberOf: []string{"globex"}}), wantErr: new(*UnsafeRoleError)},
+		{name: "login_also_member", op: &CreateTenant{Org: "acme-corp", Login: true},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", CanLogin: true, MemberOf: []string{"acme-corp", "globex"}}), wantErr: new(*UnsafeRoleError)},
+		{name: "login_not_asked", op: &CreateTenant{Org: "acme-corp"},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", CanLogin: true, Powers: []string{"SUPERUSER"}})},
+		{name: "drop", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true, Registered: true, Role: goldenRole(), Login: goldenLogin()}},
+		{name: "drop_engine_schema", op: &DropTenant{Org: "pgmigrate"},
+			state: &State{Org: "pgmigrate", Schema: "pgmigrate", SchemaExists: true}, wantErr: new(*InvalidSpecError)},
+		{name: "drop_engine_role", op: &DropTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", CanLogin: true, Powers: []string{"CREATEROLE"}, Engine: true}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "drop_login_role", op: &DropTenant{Org: "acme-corp"},
+			state: goldenRoles(&Role{Name: "acme-corp", CanLogin: true}, nil), wantErr: new(*UnsafeRoleError)},
+		{name: "drop_shared_login", op: &DropTenant{Org: "acme-corp"},
+			state: goldenRoles(goldenRole(), &Role{Name: "acme-corp.login", CanLogin: true, MemberOf: []string{"acme-corp", "globex"}}), wantErr: new(*UnsafeRoleError)},
 		{name: "drop_without_role", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", SchemaExists: true}},
-		{name: "roles_left", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", Role: "acme-corp"}},
+		{name: "roles_left", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp", Role: goldenRole()}},
 		{name: "gone", op: &DropTenant{Org: "acme-corp"}, state: &State{Org: "acme-corp", Schema: "acme-corp"}},
 
 		// adopt_model
 		{name: "not_owned", op: &AdoptModel{Model: "customers"}, state: goldenUnowned(goldenCustomers(false))},
-		{name: "without_role", op: &AdoptModel{Model: "customers"}, state: func() *State { s := goldenCustomers(false); s.Role = ""; return s }()},
+		{name: "without_role", op: &AdoptModel{Model: "customers"}, state: func() *State { s := goldenCustomers(false); s.Role = nil; return s }()},
 		{name: "ungranted", op: &AdoptModel{Model: "customers"},
 			state: func() *State { s := goldenCustomers(true); s.Grants.Ungranted = []string{"customers"}; return s }()},
 		{name: "metadata_only", op: &AdoptModel{Model: "customers"}, state: goldenCustomers(true)},
@@ -355,6 +403,22 @@ func goldenCases() []goldenCase {
 		{name: "reserved_name", op: &AdoptModel{Model: "legacy"},
 			state: goldenRename(goldenLegacy(), "status", "order"), wantErr: new(*UnsupportedColumnError)},
 		{name: "unknown_model", op: &AdoptModel{Model: "customers"}, state: goldenTenant(nil, false, nil), wantErr: new(*UnknownModelError)},
+		{name: "tenant_code", op: &AdoptModel{Model: "customers"}, state: func() *State {
+			s := goldenUnowned(goldenCustomers(false))
+			s.Table.Unsafe = []string{"trigger audit", "row-level security", "policy mine", "index customers_lower on an expression",
+				"foreign key customers_region_fkey to table shared.region of another owner"}
+			return s
+		}(), wantErr: new(*UnsupportedTableError)},
+		{name: "tenant_code_owned", op: &AdoptModel{Model: "customers"}, state: func() *State {
+			s := goldenCustomers(true)
+			s.Table.Unsafe = []string{"check constraint customers_name_check"}
+			return s
+		}(), wantErr: new(*UnsupportedTableError)},
+		{name: "tenant_code_unsupported_column", op: &AdoptModel{Model: "legacy"}, state: func() *State {
+			s := goldenColumn(goldenLegacy(), Column{Name: "rate", Type: "numeric(10,2)"})
+			s.Table.Unsafe = []string{"generated column rate"}
+			return s
+		}(), wantErr: new(*UnsupportedTableError)},
 	}
 }
 

@@ -120,7 +120,7 @@ func unchanged(p *Plan, s *State) bool {
 }
 
 // attempt is one try of Apply, on one connection, while another holds the
-// tenant's lock.
+// tenant's lock, once the engine admits it.
 func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgtype.UUID, r *Result, start time.Time) (err error) {
 	opSpan := trace.SpanFromContext(ctx)
 	ctx, span := e.tracer.Start(ctx, "attempt", trace.WithAttributes(attribute.Int("pgmigrate.attempt", r.Attempts)))
@@ -130,6 +130,11 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		}
 		span.End()
 	}()
+	release, err := e.admit(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	unlock, err := e.lockTenant(ctx, org)
 	if err != nil {
 		return err

@@ -97,6 +97,11 @@ func TestSpecOrgNames(t *testing.T) {
 		{"acmé", false},
 		{"acme\n", false},
 		{"acme.corp", false},
+		{"pg_monitor", false},
+		{"pg_read_all_data", false},
+		{"pg_", false},
+		{"pg-monitor", true},
+		{"pgx", true},
 	}
 	for _, tt := range tests {
 		checkValidate(t, &CreateTenant{Org: tt.org}, !tt.ok, "")

@@ -140,7 +140,6 @@ func classify(sql []byte, r reading) (k Kind, several bool) {
 	return k, several
 }
 
-
 // statementKind returns the kind of the statement at sql[i]. It looks at
 // the first byte first, so that an ordinary statement costs one switch.
 func statementKind(sql []byte, i int) Kind {

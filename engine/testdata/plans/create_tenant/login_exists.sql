@@ -2,4 +2,4 @@
 -- metadata: left alone
 -- tenant: register
 -- in place: unchanged
--- login role: acme-corp_login
+-- login role: acme-corp.login

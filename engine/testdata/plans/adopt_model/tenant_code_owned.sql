@@ -1,0 +1,3 @@
+-- error 0A000: table "customers" cannot be a model: it has check constraint customers_name_check
+-- detail: Once the engine's role owned the table, these would run with the engine's rights.
+-- hint: Remove them from the table (or adopt the tables its foreign keys involve first), then adopt it.

@@ -1,0 +1,1 @@
+-- error 42501: role "acme-corp.login" exists and cannot be a tenant's login role: it is the engine's role

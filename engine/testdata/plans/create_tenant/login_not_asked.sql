@@ -1,0 +1,4 @@
+-- no statements
+-- metadata: left alone
+-- tenant: register
+-- in place: unchanged

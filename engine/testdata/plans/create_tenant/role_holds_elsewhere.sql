@@ -1,0 +1,1 @@
+-- error 42501: role "acme-corp" exists and cannot be a tenant role: it owns or holds privileges on table public.ledger, outside the tenant's schema

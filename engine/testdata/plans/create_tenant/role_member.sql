@@ -1,0 +1,1 @@
+-- error 42501: role "acme-corp" exists and cannot be a tenant role: it is a member of "staff", "writers"

@@ -1,0 +1,1 @@
+-- error 22023: invalid spec: "pgmigrate" is not a tenant's schema
