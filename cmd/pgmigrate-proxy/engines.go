@@ -88,6 +88,13 @@ type provisioner struct {
 	err error
 }
 
+// errProvisioning is what /readyz says until the first provisioning ends.
+var errProvisioning = errors.New("the config's tenants are being provisioned")
+
+func newProvisioner(engs *engines, router *policy.Router, log *slog.Logger) *provisioner {
+	return &provisioner{engines: engs, router: router, log: log, err: errProvisioning}
+}
+
 // run provisions every tenant of cfg: create_tenant adopts what is in
 // place (schema, role, grants, catalog row) and makes what is missing. A
 // tenant that cannot be provisioned is logged by name and keeps /readyz

@@ -173,11 +173,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		CommandTimeout: cfg.Engine.CommandTimeout,
 		Logger:         log,
 	}
-	prov := &provisioner{engines: engs, router: router, log: log}
+	// Both addresses are bound before anything connects upstream, so that
+	// no outgoing connection's port can take one of them.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var aln net.Listener
+	if cfg.AdminListen != "" {
+		if aln, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return err
+		}
+	}
+	metrics := &proxy.Metrics{}
+	prov := newProvisioner(engs, router, log)
+	if aln != nil {
+		ready := func(ctx context.Context) error { return errors.Join(prov.ready(), router.CheckUpstreams(ctx)) }
+		admin := &http.Server{Handler: proxy.AdminHandler(metrics, ready), ReadHeaderTimeout: 5 * time.Second}
+		go admin.Serve(aln)
+		defer admin.Close()
+	}
+	// Clients are served once the tenants they may name are provisioned.
 	provCtx, cancelProv := context.WithTimeout(ctx, provisionTimeout)
 	prov.run(provCtx, cfg)
 	cancelProv()
-	metrics := &proxy.Metrics{}
 	srv := proxy.New(proxy.Config{
 		Router:         router,
 		TLS:            tlsConfig,
@@ -188,26 +208,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Metrics:        metrics,
 		Migrator:       migrator,
 	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx, ln) }()
 
-	var admin *http.Server
-	if cfg.AdminListen != "" {
-		aln, err := net.Listen("tcp", cfg.AdminListen)
-		if err != nil {
-			return err
-		}
-		ready := func(ctx context.Context) error { return errors.Join(prov.ready(), router.CheckUpstreams(ctx)) }
-		admin = &http.Server{Handler: proxy.AdminHandler(metrics, ready), ReadHeaderTimeout: 5 * time.Second}
-		go admin.Serve(aln)
-		defer admin.Close()
-	}
 	log.Info("listening", "listen", ln.Addr().String(), "admin_listen", cfg.AdminListen, "tenants", len(cfg.Tenants))
 
 	for {
