@@ -168,11 +168,11 @@ func startProxyEnv(t testing.TB, config string, env []string, args ...string) *p
 			t.Logf("proxy log:\n%s", p.logs)
 		}
 	})
+	// The proxy binds its addresses, provisions its tenants, then serves
+	// and says so.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		conn, err := net.Dial("tcp", p.addr)
-		if err == nil {
-			conn.Close()
+		if strings.Contains(p.logs.String(), `"message":"listening"`) {
 			return p
 		}
 		select {
