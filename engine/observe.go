@@ -47,9 +47,9 @@ func logMessage(op Operation) string {
 	case "adopt_model":
 		return "ALTER TABLE OWNER"
 	case "create_tenant":
-		return "CREATE SCHEMA"
+		return "CREATE TENANT"
 	case "drop_tenant":
-		return "DROP SCHEMA"
+		return "DROP TENANT"
 	}
 	return strings.ToUpper(op.Kind())
 }
