@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,20 @@ func (op *AdoptModel) Plan(s *State) (*Plan, error) {
 		p.Phases = []Phase{{Statements: statements}}
 	}
 	return p, nil
+}
+
+var _ rechecker = (*AdoptModel)(nil)
+
+// recheck reads again, once ALTER TABLE ... OWNER has locked the table,
+// what the table has that would run with its owner's rights: a tenant
+// that held a lock on it could have added a trigger while the engine
+// waited for its own.
+func (op *AdoptModel) recheck(ctx context.Context, q querier, s *State) error {
+	unsafe, err := unsafeObjects(ctx, q, s.Schema, op.Model)
+	if err == nil && len(unsafe) > 0 {
+		err = &UnsupportedTableError{Model: op.Model, What: unsafe}
+	}
+	return err
 }
 
 // fieldTypes are the field types by column type, as format_type prints it;

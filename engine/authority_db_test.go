@@ -853,3 +853,68 @@ func TestApplyAdmitsWhatThePoolHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestTenantRoleHoldings: what a tenant role holds in its own schema (the
+// engine's tables granted to it, its temporary tables) never counts
+// against it, whatever its schema's name needs in quoting; a role that
+// owns another schema, which no catalog object places in a schema, is
+// not taken as a tenant role.
+func TestTenantRoleHoldings(t *testing.T) {
+	db := newEngineRoleDB(t, testOptions())
+	db.dropRolesAtEnd(t, "acme-corp", "holder")
+	ctx := testCtx(t)
+	db.apply(t, "acme-corp", &CreateTenant{Org: "acme-corp"})
+	db.apply(t, "acme-corp", &CreateModel{Model: "invoice", Fields: []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true}}})
+	db.exec(t, `CREATE ROLE holder NOLOGIN; CREATE SCHEMA billing AUTHORIZATION holder`)
+	if r := db.apply(t, "acme-corp", &CreateTenant{Org: "acme-corp"}); r.Status != Unchanged {
+		t.Errorf("create_tenant again: %s %q", r.Status, r.Statements)
+	}
+	_, err := db.engine.Apply(ctx, "holder", &CreateTenant{Org: "holder"})
+	e := wantErr[*UnsafeRoleError](t, err, "42501")
+	if want := `role "holder" exists and cannot be a tenant role: it owns or holds privileges on schema billing, outside the tenant's schema`; e != nil && err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if r := db.apply(t, "acme-corp", &DropTenant{Org: "acme-corp"}); r.Status != Applied {
+		t.Errorf("drop_tenant: %s", r.Status)
+	}
+}
+
+// TestAdoptModelRechecksUnderLock: a tenant holding a lock on its table
+// can add a trigger while adopt_model waits for the table; the engine
+// reads the table again once it holds it, and refuses it.
+func TestAdoptModelRechecksUnderLock(t *testing.T) {
+	opts := testOptions()
+	opts.LockTimeout = 10 * time.Second
+	db := newTestDB(t, opts)
+	db.dropRolesAtEnd(t, "acme")
+	db.apply(t, "acme", &CreateTenant{Org: "acme"})
+	db.exec(t, "CREATE TABLE acme.planted (id int PRIMARY KEY); ALTER TABLE acme.planted OWNER TO acme")
+	tenant := newBlocker(t, db, "SET LOCAL ROLE acme; LOCK TABLE acme.planted IN ACCESS SHARE MODE")
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.engine.Apply(testCtx(t), "acme", &AdoptModel{Model: "planted"})
+		done <- err
+	}()
+	ctx := testCtx(t)
+	for waiting := false; !waiting; {
+		if err := tenant.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_locks
+WHERE relation = 'acme.planted'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted)`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := tenant.conn.Exec(ctx, `CREATE FUNCTION acme.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER touch BEFORE INSERT ON acme.planted FOR EACH ROW EXECUTE FUNCTION acme.touch();
+COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	e := wantErr[*UnsupportedTableError](t, <-done, "0A000")
+	if e != nil && !slices.Contains(e.What, "trigger touch") {
+		t.Errorf("refused for %q, want the trigger", e.What)
+	}
+	var owner string
+	if err := db.pool.QueryRow(ctx, "SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_catalog.pg_class WHERE oid = 'acme.planted'::regclass").Scan(&owner); err != nil || owner != "acme" {
+		t.Errorf("the table's owner is %q (%v), want acme", owner, err)
+	}
+}

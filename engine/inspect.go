@@ -102,7 +102,8 @@ WHERE n.nspname = $1`, s.Schema, s.Org, tablePrivileges, sequencePrivileges).
 
 // readRoles reads the roles named like the org (the tenant role) and like
 // its login role, those that exist, with what each owns or holds
-// privileges on outside the tenant's schema (pg_shdepend). An oid below 16384
+// privileges on outside the tenant's schema (pg_shdepend; the temporary
+// objects of its sessions are not counted, as they go with the session). An oid below 16384
 // (FirstNormalObjectId) is one PostgreSQL made at initdb: a predefined
 // role or the bootstrap superuser.
 func readRoles(ctx context.Context, q querier, s *State) error {
@@ -121,13 +122,14 @@ SELECT r.rolname::text, r.rolcanlogin,
              FROM pg_catalog.pg_shdepend d,
                   (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) db
              WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.refobjid = r.oid AND d.deptype IN ('o', 'a')
-               AND NOT (d.dbid = db.oid AND (
-                     (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema = $3
+               AND NOT COALESCE(d.dbid = db.oid AND (
+                     (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema = pg_catalog.quote_ident($3)
+                  OR (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema ~ '^pg_(toast_)?temp_[0-9]+$'
                   OR d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
                      AND d.objid = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = $3)
                   OR d.classid = 'pg_catalog.pg_default_acl'::pg_catalog.regclass
                      AND d.objid IN (SELECT a.oid FROM pg_catalog.pg_default_acl a
-                                     JOIN pg_catalog.pg_namespace n ON n.oid = a.defaclnamespace WHERE n.nspname = $3)))
+                                     JOIN pg_catalog.pg_namespace n ON n.oid = a.defaclnamespace WHERE n.nspname = $3)), false)
              ORDER BY 1)
 FROM pg_catalog.pg_roles r
 WHERE r.rolname IN ($1, $2)`, s.Org, loginName(s.Org), s.Schema)

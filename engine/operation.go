@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,15 @@ type Operation interface {
 	// Plan derives the steps from the state. A plan with no phases and an
 	// unchanged model means the operation is already in place.
 	Plan(s *State) (*Plan, error)
+}
+
+// rechecker is an operation whose plan rests on facts that could change
+// between reading the state and committing: recheck runs in the
+// transaction of its last phase, after the phase's statements (whose
+// locks then keep the facts from changing), and fails the attempt if
+// they no longer hold.
+type rechecker interface {
+	recheck(ctx context.Context, q querier, s *State) error
 }
 
 // State is what an operation's plan starts from: the live catalog of the

@@ -170,6 +170,11 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 				if !last {
 					return nil
 				}
+				if c, ok := op.(rechecker); ok {
+					if err := c.recheck(ctx, tx, s); err != nil {
+						return err
+					}
+				}
 				return e.record(ctx, tx, org, op, opID, p, s, r, start)
 			})
 		}
