@@ -20,12 +20,15 @@ func (e *Engine) Audit(ctx context.Context, org, statement string) error {
 	crand.Read(opID.Bytes[:])
 	opID.Valid = true
 	a := actorOf(ctx)
-	return e.forOrg(ctx, org, func() error {
-		return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, operation, statements, attempts, duration_ms, applied_by, application)
+	if err := e.ensureCatalog(ctx); err != nil {
+		return err
+	}
+	// Not behind the org's command: the record goes in as the statement
+	// goes upstream, however long a migration of the org runs.
+	return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, operation, statements, attempts, duration_ms, applied_by, application)
 VALUES ($1, $2, $3, ARRAY[$4], 0, 0, COALESCE(NULLIF($5, ''), current_user), NULLIF($6, ''))`,
-				opID, org, RawDDL, statement, a.user, a.application)
-			return err
-		})
+			opID, org, RawDDL, statement, a.user, a.application)
+		return err
 	})
 }

@@ -26,20 +26,22 @@ func TestAuditText(t *testing.T) {
 	}
 }
 
-// TestAuditFull: when maxAudits records are in writing, Audit refuses a
-// statement, which is then answered with 53400 instead of going
-// unrecorded.
+// TestAuditFull: when maxAudits records are in writing, or maxOrgAudits of
+// the session's org, Audit refuses a statement, which is then answered
+// with 53400 instead of going unrecorded; another org's is taken.
 func TestAuditFull(t *testing.T) {
 	h := &Handler{Rules: func() policy.Rules { return policy.Rules{RawDDL: policy.RawDDLAudit} }}
-	h.auditOnce.Do(func() { h.audits = make(chan struct{}, maxAudits) })
-	for range maxAudits {
-		h.audits <- struct{}{}
-	}
+	acme := Session{Route: policy.Route{Org: "acme"}}
+	h.audits, h.auditing = maxOrgAudits, map[string]int{"acme": maxOrgAudits}
 	sql := []byte("CREATE TABLE t (id int)")
 	if h.Take(sql, true) != Audit {
 		t.Fatal("DDL of a tenant session under raw_ddl: audit is not audited")
 	}
-	if h.Audit(context.Background(), Session{}, sql) {
+	if h.Audit(context.Background(), acme, sql) {
+		t.Fatal("Audit took a record with every slot of the org in use")
+	}
+	h.audits = maxAudits
+	if h.Audit(context.Background(), Session{Route: policy.Route{Org: "globex"}}, sql) {
 		t.Fatal("Audit took a record with every slot in use")
 	}
 	msgs := decode(t, h.Query(context.Background(), Session{}, string(sql)))

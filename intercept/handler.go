@@ -44,8 +44,9 @@ type Handler struct {
 	// Logger receives a line per audited DDL statement; nil discards them.
 	Logger *slog.Logger
 
-	auditOnce sync.Once
-	audits    chan struct{} // a slot per audit record being written
+	auditMu  sync.Mutex
+	audits   int            // audit records being written
+	auditing map[string]int // of them, by org
 }
 
 // Verdict is what the proxy does with a text it sees.
@@ -99,7 +100,7 @@ func (h *Handler) parse(sql string) (*Command, error) {
 			HintText:   "Connect as the login role you need instead."}
 	case DDL:
 		if h.Rules().RawDDL == policy.RawDDLAudit {
-			return nil, &Error{Code: codeConfigurationLimitExceeded, Msg: "DDL statement refused: too many audit records are being written",
+			return nil, &Error{Code: codeConfigurationLimitExceeded, Msg: "DDL statement refused: too many of its audit records are being written",
 				HintText: "Send it again in a moment."}
 		}
 		return nil, &Error{Code: codeInsufficientPrivilege, Msg: "permission denied: DDL statements are not allowed in tenant sessions (raw_ddl: deny)",
@@ -134,28 +135,55 @@ func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
 // audit, in the tenant's history and the log, off the caller's goroutine:
 // it copies what it keeps (the first MaxAuditText bytes, as UTF-8) and
 // does not block. It returns false when maxAudits records are being
-// written already: the statement must then be refused, not sent
-// unrecorded.
+// written already, or maxOrgAudits of the session's org: the statement
+// must then be refused, not sent unrecorded.
 func (h *Handler) Audit(ctx context.Context, sess Session, sql []byte) bool {
-	h.auditOnce.Do(func() { h.audits = make(chan struct{}, maxAudits) })
-	select {
-	case h.audits <- struct{}{}:
-	default:
+	org := sess.Route.Org
+	h.auditMu.Lock()
+	if h.auditing == nil {
+		h.auditing = map[string]int{}
+	}
+	full := h.audits >= maxAudits || h.auditing[org] >= maxOrgAudits
+	if !full {
+		h.audits++
+		h.auditing[org]++
+	}
+	h.auditMu.Unlock()
+	if full {
 		return false
 	}
 	text := auditText(sql)
 	go func() {
-		defer func() { <-h.audits }()
-		h.record(context.WithoutCancel(ctx), sess, text)
+		defer h.audited(org)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+		defer cancel()
+		h.record(ctx, sess, text)
 	}()
 	return true
+}
+
+// audited gives back the slot of an audit record of org.
+func (h *Handler) audited(org string) {
+	h.auditMu.Lock()
+	defer h.auditMu.Unlock()
+	h.audits--
+	if h.auditing[org]--; h.auditing[org] == 0 {
+		delete(h.auditing, org)
+	}
 }
 
 // MaxAuditText is how much of an audited statement is kept, in bytes.
 const MaxAuditText = 4 << 10
 
-// maxAudits is how many audit records may be in writing at once.
-const maxAudits = 64
+// Audit records written at once: in all, and of one org, so that no org
+// can keep the others' statements from being recorded (and sent).
+const (
+	maxAudits    = 16
+	maxOrgAudits = 2
+)
+
+// auditTimeout bounds the writing of one audit record.
+const auditTimeout = 30 * time.Second
 
 // auditText is what is kept of an audited statement: its first
 // MaxAuditText bytes and its length, as UTF-8.

@@ -358,11 +358,11 @@ func tokenEnd(sql []byte, i int, r reading) int {
 	case c == '"':
 		return quotedEnd(sql, i, reading{})
 	case c == '$':
-		return dollarEnd(sql, i)
+		return dollarEnd(sql, i, r)
 	case isIdentStart(c):
-		j := i + 1
+		j := r.charEnd(sql, i)
 		for j < len(sql) && isIdentCont(sql[j]) {
-			j++
+			j = r.charEnd(sql, j)
 		}
 		if j == i+1 && c|0x20 == 'e' && j < len(sql) && sql[j] == '\'' {
 			return quotedEnd(sql, j, reading{backslash: true, mbLen: r.mbLen}) // E'...' allows backslash escapes
@@ -373,7 +373,7 @@ func tokenEnd(sql []byte, i int, r reading) int {
 		// following $, which may start a dollar-quoted string.
 		j := i + 1
 		for j < len(sql) && (isIdentCont(sql[j]) || sql[j] == '.') && sql[j] != '$' {
-			j++
+			j = r.charEnd(sql, j)
 		}
 		return j
 	}
@@ -471,7 +471,7 @@ func continuation(sql []byte, i int) int {
 
 // dollarEnd returns the index just past the parameter $n or the
 // dollar-quoted string at sql[i], or i+1 if the $ starts neither.
-func dollarEnd(sql []byte, i int) int {
+func dollarEnd(sql []byte, i int, r reading) int {
 	j := i + 1
 	for j < len(sql) && isDigit(sql[j]) {
 		j++
@@ -480,9 +480,9 @@ func dollarEnd(sql []byte, i int) int {
 		return j // $n, which a word may follow at once, as in $1e'...'
 	}
 	if j < len(sql) && isIdentStart(sql[j]) {
-		j++
+		j = r.charEnd(sql, j)
 		for j < len(sql) && isIdentCont(sql[j]) && sql[j] != '$' {
-			j++
+			j = r.charEnd(sql, j)
 		}
 	}
 	if j >= len(sql) || sql[j] != '$' {

@@ -125,6 +125,9 @@ func TestClassify(t *testing.T) {
 		{"SELECT E'\x81\x30\x81\x5c'; SET ROLE globex; --'", RoleChange},
 		{"SELECT E'\\\x95\x5c'; SET ROLE globex; --'", RoleChange},
 		{"SELECT E'\xe8\xa1\xa8\\''; SELECT 1", Ordinary},
+		// Outside strings too: an identifier, a dollar-quote tag.
+		{"SELECT 1 AS \x95\x5c$t$; SET ROLE globex; SELECT 1 AS a$t$", RoleChange},
+		{"SELECT $\x95\x5c$'$\x95\x5c$; SET ROLE globex; SELECT ", RoleChange},
 		{"SET ROLE x; CALL migrate.list_models()", Migrate},
 	}
 	for _, tt := range tests {

@@ -370,9 +370,10 @@ func (e *pollEnd) watch() {
 	if !e.blocked && !e.paused {
 		want |= syscall.EPOLLIN
 	}
-	if e.paused && e == e.rel.client {
+	if e.paused && e == e.rel.client && !e.rel.classifying {
 		// Not read while a command is answered, but its leaving cancels
-		// the command.
+		// the command. (While a long text is checked, what the client
+		// sent before it left still counts.)
 		want |= syscall.EPOLLRDHUP
 	}
 	if e.peer.blocked {

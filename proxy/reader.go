@@ -318,6 +318,11 @@ func (rd *reader) observe(p, n int) bool {
 		rd.answer = typ == 'Q' || typ == 'S' || typ == 'H'
 		return true
 	case len(rd.batch) > 0:
+		// The batch is answered first; this message's text was checked,
+		// and must not be again (a DDL statement would be audited twice).
+		if typ == 'Q' || typ == 'P' {
+			rd.verdict = passVerdict
+		}
 		rd.answer = true
 		return true
 	case typ == 'Q' || typ == 'S' || typ == 'F':

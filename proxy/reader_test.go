@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+
+	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 )
 
 // message encodes one protocol message with a body of n bytes.
@@ -205,5 +207,44 @@ func TestLongTextCheckedOffTheScan(t *testing.T) {
 	rd.r, rd.deferred, rd.verdict = p, nil, takeVerdict
 	if p, err = rd.scan(1 << 20); err != nil || p != rd.r || rd.taken != len(query(long)) || len(checked) != 1 {
 		t.Fatalf("rescan stopped at %d (%v), taken %d, %d texts checked: the verdict was not used", p, err, rd.taken, len(checked))
+	}
+}
+
+// TestTextCheckedOnceBehindABatch: a Query after a taken message waits
+// for the batch to be answered, and its text, checked once already, is not
+// checked again when the scan goes on (a DDL statement would be audited
+// twice).
+func TestTextCheckedOnceBehindABatch(t *testing.T) {
+	query := func(sql string) []byte {
+		m := append([]byte{'Q', 0, 0, 0, 0}, sql...)
+		m = append(m, 0)
+		binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
+		return m
+	}
+	parse := append([]byte{'P', 0, 0, 0, 0, 0}, "CALL migrate.list_models()\x00\x00\x00"...)
+	binary.BigEndian.PutUint32(parse[1:], uint32(len(parse)-1))
+	in := append(parse, query("CREATE TABLE t (id int)")...)
+	rd := newReader(bytes.NewReader(in), 2*len(in))
+	rd.fill(len(in))
+	checks := map[string]int{}
+	rd.track, rd.conv = &tracker{}, &intercept.Conversation{}
+	rd.take = func(sql []byte) bool {
+		checks[string(sql)]++
+		return bytes.HasPrefix(sql, []byte("CALL"))
+	}
+	if _, err := rd.scan(1 << 20); err != nil || rd.taken != len(parse) {
+		t.Fatalf("the Parse was not taken (%v)", err)
+	}
+	rd.takeMessage()
+	if _, err := rd.scan(1 << 20); err != nil || !rd.answer || len(rd.batch) != 1 {
+		t.Fatalf("the scan did not stop for the batch before the Query (%v)", err)
+	}
+	rd.takeMessage()
+	p, err := rd.scan(1 << 20)
+	if err != nil || p != len(in) || rd.stopped() {
+		t.Fatalf("the Query did not pass after the batch: at %d of %d (%v)", p, len(in), err)
+	}
+	if n := checks["CREATE TABLE t (id int)"]; n != 1 {
+		t.Errorf("the Query's text was checked %d times", n)
 	}
 }
