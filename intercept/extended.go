@@ -88,6 +88,16 @@ func mark(names map[string]bool, name []byte, migrate bool) bool {
 	return migrate
 }
 
+// SQLText returns the SQL text in the body of a Query ('Q') or Parse ('P')
+// message.
+func SQLText(typ byte, body []byte) []byte {
+	if typ == 'P' {
+		_, body = cstring(body)
+	}
+	sql, _ := cstring(body)
+	return sql
+}
+
 // cstring splits a NUL-terminated string off b.
 func cstring(b []byte) ([]byte, []byte) {
 	i := bytes.IndexByte(b, 0)

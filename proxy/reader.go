@@ -297,7 +297,7 @@ func (rd *reader) observe(p, n int) bool {
 		return true
 	}
 	if rd.classifyOff && rd.verdict == noVerdict && (typ == 'Q' || typ == 'P') && n > loopTextLimit {
-		rd.deferred = sqlText(typ, rd.buf[p+5:p+5+n])
+		rd.deferred = intercept.SQLText(typ, rd.buf[p+5:p+5+n])
 		return true
 	}
 	taken := false
@@ -347,24 +347,6 @@ func (rd *reader) check(sql []byte) bool {
 		return v == takeVerdict
 	}
 	return rd.take(sql)
-}
-
-// sqlText returns the SQL text in the body of a Query or Parse message.
-func sqlText(typ byte, body []byte) []byte {
-	if typ == 'P' {
-		_, body = cstringSplit(body)
-	}
-	sql, _ := cstringSplit(body)
-	return sql
-}
-
-// cstringSplit splits a NUL-terminated string off b.
-func cstringSplit(b []byte) ([]byte, []byte) {
-	i := bytes.IndexByte(b, 0)
-	if i < 0 {
-		return b, nil
-	}
-	return b[:i], b[i+1:]
 }
 
 // observeUpstream counts the answers: ReadyForQuery settles everything,

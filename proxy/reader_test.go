@@ -184,14 +184,8 @@ func BenchmarkRelay(b *testing.B) {
 // the text in deferred, and uses the verdict given for it when it scans
 // again; shorter texts are checked at once.
 func TestLongTextCheckedOffTheScan(t *testing.T) {
-	query := func(sql string) []byte {
-		m := append([]byte{'Q', 0, 0, 0, 0}, sql...)
-		m = append(m, 0)
-		binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
-		return m
-	}
 	long := "SELECT '" + string(bytes.Repeat([]byte{'x'}, loopTextLimit)) + "'"
-	in := append(query("SELECT 1"), query(long)...)
+	in := append(queryMessage("SELECT 1"), queryMessage(long)...)
 	rd := newReader(bytes.NewReader(in), 2*len(in))
 	rd.fill(len(in))
 	var checked []string
@@ -201,11 +195,11 @@ func TestLongTextCheckedOffTheScan(t *testing.T) {
 		return false
 	}
 	p, err := rd.scan(1 << 20)
-	if err != nil || p != len(query("SELECT 1")) || string(rd.deferred) != long || len(checked) != 1 {
+	if err != nil || p != len(queryMessage("SELECT 1")) || string(rd.deferred) != long || len(checked) != 1 {
 		t.Fatalf("scan stopped at %d (%v) with deferred %.20q and %d texts checked", p, err, rd.deferred, len(checked))
 	}
 	rd.r, rd.deferred, rd.verdict = p, nil, takeVerdict
-	if p, err = rd.scan(1 << 20); err != nil || p != rd.r || rd.taken != len(query(long)) || len(checked) != 1 {
+	if p, err = rd.scan(1 << 20); err != nil || p != rd.r || rd.taken != len(queryMessage(long)) || len(checked) != 1 {
 		t.Fatalf("rescan stopped at %d (%v), taken %d, %d texts checked: the verdict was not used", p, err, rd.taken, len(checked))
 	}
 }
@@ -215,15 +209,9 @@ func TestLongTextCheckedOffTheScan(t *testing.T) {
 // checked again when the scan goes on (a DDL statement would be audited
 // twice).
 func TestTextCheckedOnceBehindABatch(t *testing.T) {
-	query := func(sql string) []byte {
-		m := append([]byte{'Q', 0, 0, 0, 0}, sql...)
-		m = append(m, 0)
-		binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
-		return m
-	}
 	parse := append([]byte{'P', 0, 0, 0, 0, 0}, "CALL migrate.list_models()\x00\x00\x00"...)
 	binary.BigEndian.PutUint32(parse[1:], uint32(len(parse)-1))
-	in := append(parse, query("CREATE TABLE t (id int)")...)
+	in := append(parse, queryMessage("CREATE TABLE t (id int)")...)
 	rd := newReader(bytes.NewReader(in), 2*len(in))
 	rd.fill(len(in))
 	checks := map[string]int{}
@@ -247,4 +235,12 @@ func TestTextCheckedOnceBehindABatch(t *testing.T) {
 	if n := checks["CREATE TABLE t (id int)"]; n != 1 {
 		t.Errorf("the Query's text was checked %d times", n)
 	}
+}
+
+// queryMessage encodes a simple Query of sql.
+func queryMessage(sql string) []byte {
+	m := append([]byte{'Q', 0, 0, 0, 0}, sql...)
+	m = append(m, 0)
+	binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
+	return m
 }
