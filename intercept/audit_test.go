@@ -26,23 +26,23 @@ func TestAuditText(t *testing.T) {
 	}
 }
 
-// TestAuditFull: when maxAudits records are in writing, or maxOrgAudits of
-// the session's org, Audit refuses a statement, which is then answered
-// with 53400 instead of going unrecorded; another org's is taken.
+// TestAuditFull: when the org's queue of audit records, or all queues
+// together, are full, Audit refuses a statement, which is then answered
+// with 53400 instead of going unrecorded.
 func TestAuditFull(t *testing.T) {
 	h := &Handler{Rules: func() policy.Rules { return policy.Rules{RawDDL: policy.RawDDLAudit} }}
-	acme := Session{Route: policy.Route{Org: "acme"}}
-	h.audits, h.auditing = maxOrgAudits, map[string]int{"acme": maxOrgAudits}
+	full := &auditQueue{pending: make([]auditRecord, maxOrgAudits)}
+	h.audits, h.auditing = maxOrgAudits, map[string]*auditQueue{"acme": full}
 	sql := []byte("CREATE TABLE t (id int)")
 	if h.Take(sql, true) != Audit {
 		t.Fatal("DDL of a tenant session under raw_ddl: audit is not audited")
 	}
-	if h.Audit(context.Background(), acme, sql) {
-		t.Fatal("Audit took a record with every slot of the org in use")
+	if h.Audit(context.Background(), Session{Route: policy.Route{Org: "acme"}}, sql) {
+		t.Fatal("Audit queued a record with the org's queue full")
 	}
 	h.audits = maxAudits
 	if h.Audit(context.Background(), Session{Route: policy.Route{Org: "globex"}}, sql) {
-		t.Fatal("Audit took a record with every slot in use")
+		t.Fatal("Audit queued a record with every queue full")
 	}
 	msgs := decode(t, h.Query(context.Background(), Session{}, string(sql)))
 	if e, ok := msgs[0].(*pgproto3.ErrorResponse); !ok || e.Code != "53400" {

@@ -44,9 +44,10 @@ type Handler struct {
 	// Logger receives a line per audited DDL statement; nil discards them.
 	Logger *slog.Logger
 
-	auditMu  sync.Mutex
-	audits   int            // audit records being written
-	auditing map[string]int // of them, by org
+	auditMu      sync.Mutex
+	audits       int                    // audit records queued
+	auditing     map[string]*auditQueue // by org, while not empty
+	auditWriters chan struct{}          // a slot per record being written
 }
 
 // Verdict is what the proxy does with a text it sees.
@@ -100,7 +101,7 @@ func (h *Handler) parse(sql string) (*Command, error) {
 			HintText:   "Connect as the login role you need instead."}
 	case DDL:
 		if h.Rules().RawDDL == policy.RawDDLAudit {
-			return nil, &Error{Code: codeConfigurationLimitExceeded, Msg: "DDL statement refused: too many of its audit records are being written",
+			return nil, &Error{Code: codeConfigurationLimitExceeded, Msg: "DDL statement refused: too many audit records are waiting to be written",
 				HintText: "Send it again in a moment."}
 		}
 		return nil, &Error{Code: codeInsufficientPrivilege, Msg: "permission denied: DDL statements are not allowed in tenant sessions (raw_ddl: deny)",
@@ -133,53 +134,81 @@ func (h *Handler) Query(ctx context.Context, sess Session, sql string) []byte {
 
 // Audit records a DDL statement that a tenant session sends under raw_ddl:
 // audit, in the tenant's history and the log, off the caller's goroutine:
-// it copies what it keeps (the first MaxAuditText bytes, as UTF-8) and
-// does not block. It returns false when maxAudits records are being
-// written already, or maxOrgAudits of the session's org: the statement
+// it copies what it keeps (the first MaxAuditText bytes, as UTF-8), queues
+// it behind the org's earlier ones and does not block. It returns false
+// when the org's queue, or all queues together, are full: the statement
 // must then be refused, not sent unrecorded.
 func (h *Handler) Audit(ctx context.Context, sess Session, sql []byte) bool {
 	org := sess.Route.Org
 	h.auditMu.Lock()
+	defer h.auditMu.Unlock()
 	if h.auditing == nil {
-		h.auditing = map[string]int{}
+		h.auditing = map[string]*auditQueue{}
+		h.auditWriters = make(chan struct{}, auditWriters)
 	}
-	full := h.audits >= maxAudits || h.auditing[org] >= maxOrgAudits
-	if !full {
-		h.audits++
-		h.auditing[org]++
+	q := h.auditing[org]
+	if q == nil {
+		q = &auditQueue{}
 	}
-	h.auditMu.Unlock()
-	if full {
+	if h.audits >= maxAudits || len(q.pending) >= maxOrgAudits {
 		return false
 	}
-	text := auditText(sql)
-	go func() {
-		defer h.audited(org)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
-		defer cancel()
-		h.record(ctx, sess, text)
-	}()
+	q.pending = append(q.pending, auditRecord{ctx: context.WithoutCancel(ctx), sess: sess, text: auditText(sql)})
+	h.audits++
+	if h.auditing[org] == nil {
+		h.auditing[org] = q
+		go h.drain(org, q)
+	}
 	return true
 }
 
-// audited gives back the slot of an audit record of org.
-func (h *Handler) audited(org string) {
-	h.auditMu.Lock()
-	defer h.auditMu.Unlock()
-	h.audits--
-	if h.auditing[org]--; h.auditing[org] == 0 {
-		delete(h.auditing, org)
+// auditQueue holds an org's audit records not written yet, oldest first.
+type auditQueue struct {
+	pending []auditRecord
+}
+
+// auditRecord is one audited statement of a session.
+type auditRecord struct {
+	ctx  context.Context
+	sess Session
+	text string
+}
+
+// drain writes org's audit records in order, at most auditWriters records
+// of all orgs at once, and forgets the queue once it is empty.
+func (h *Handler) drain(org string, q *auditQueue) {
+	for {
+		h.auditMu.Lock()
+		if len(q.pending) == 0 {
+			delete(h.auditing, org)
+			h.auditMu.Unlock()
+			return
+		}
+		rec := q.pending[0]
+		q.pending = q.pending[1:]
+		h.auditMu.Unlock()
+
+		h.auditWriters <- struct{}{}
+		ctx, cancel := context.WithTimeout(rec.ctx, auditTimeout)
+		h.record(ctx, rec.sess, rec.text)
+		cancel()
+		<-h.auditWriters
+
+		h.auditMu.Lock()
+		h.audits--
+		h.auditMu.Unlock()
 	}
 }
 
 // MaxAuditText is how much of an audited statement is kept, in bytes.
 const MaxAuditText = 4 << 10
 
-// Audit records written at once: in all, and of one org, so that no org
-// can keep the others' statements from being recorded (and sent).
+// Audit records queued, in all and for one org (at most MaxAuditText
+// bytes each), and written at once.
 const (
-	maxAudits    = 16
-	maxOrgAudits = 2
+	maxAudits    = 4096
+	maxOrgAudits = 256
+	auditWriters = 4
 )
 
 // auditTimeout bounds the writing of one audit record.
