@@ -487,3 +487,46 @@ WHERE NOT r.rolsuper AND r.rolname <> ALL ($1)
 		}
 	}
 }
+
+// TestAddFieldAdoptsHandmadeColumn: a column made by hand that matches the
+// spec is adopted: metadata recorded, history written with no statements,
+// status unchanged.
+func TestAddFieldAdoptsHandmadeColumn(t *testing.T) {
+	db := newTestDB(t, testOptions(), "acme")
+	db.apply(t, "acme", &CreateModel{Model: "items", Fields: []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true}}})
+	db.exec(t, "ALTER TABLE acme.items ADD COLUMN handmade int")
+	f, err := ParseField([]byte(`{"name":"handmade","type":"Int"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &AddField{Model: "items", Field: f}
+	r := db.apply(t, "acme", op)
+	if r.Status != Unchanged || len(r.Statements) != 0 {
+		t.Fatalf("add_field of the hand-made column: %+v, want unchanged without statements", r)
+	}
+	m, err := db.engine.Describe(testCtx(t), "acme", "items")
+	if err != nil || m.Field("handmade") == nil {
+		t.Fatalf("metadata after adoption: %+v (%v)", m, err)
+	}
+	checkLastHistory(t, db, "acme", 2, op, r)
+	if drifts, err := db.engine.Verify(testCtx(t), "acme"); err != nil || len(drifts) != 0 {
+		t.Errorf("verify after adoption: %+v (%v)", drifts, err)
+	}
+}
+
+// TestReadsRetryLostConnections: the reads of an engine whose pool holds
+// connections PostgreSQL has just ended answer, on fresh connections.
+func TestReadsRetryLostConnections(t *testing.T) {
+	db := newTestDB(t, testOptions(), "acme")
+	db.apply(t, "acme", &CreateModel{Model: "items", Fields: []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true}}})
+	ctx := testCtx(t)
+	for round := range 3 {
+		db.exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+		if models, err := db.engine.ListModels(ctx, "acme"); err != nil || len(models) != 1 {
+			t.Fatalf("round %d: list_models after the engine's connections ended: %q (%v)", round, models, err)
+		}
+		if _, err := db.engine.Verify(ctx, "acme"); err != nil {
+			t.Fatalf("round %d: verify after the engine's connections ended: %v", round, err)
+		}
+	}
+}

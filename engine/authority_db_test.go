@@ -200,11 +200,11 @@ CREATE TABLE acme.note (body text); INSERT INTO acme.note VALUES ('kept')`)
 			wantUnchanged(t, db, "acme", create)
 
 			// Only the registration missing: registered again, without
-			// statements.
+			// statements, and unchanged (the schema is adopted).
 			db.exec(t, "DELETE FROM pgmigrate.tenants WHERE org = 'acme'")
 			r = db.apply(t, "acme", create)
-			if r.Status != Applied || len(r.Statements) != 0 {
-				t.Errorf("registering again: %+v, want applied without statements", r)
+			if r.Status != Unchanged || len(r.Statements) != 0 {
+				t.Errorf("registering again: %+v, want unchanged without statements", r)
 			}
 			if got := scalar[string](t, db, "SELECT schema FROM pgmigrate.tenants WHERE org = 'acme'"); got != "acme" {
 				t.Errorf("registered schema %q", got)

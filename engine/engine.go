@@ -276,9 +276,13 @@ func (e *Engine) forOrg(ctx context.Context, org string, fn func() error) error 
 }
 
 // readTx runs fn in a read-only transaction on a connection of the pool,
-// holding org's slot.
+// holding org's slot. Transient failures (a connection lost, a server
+// shutting down or starting up) are retried, as Apply's are, each time
+// on a connection the pool checks first.
 func (e *Engine) readTx(ctx context.Context, org string, fn func(pgx.Tx) error) error {
-	return e.forOrg(ctx, org, func() error { return e.poolTx(ctx, readOnly, fn) })
+	return e.forOrg(ctx, org, func() error {
+		return e.retry(ctx, func(int) error { return e.poolTx(ctx, readOnly, fn) }, nil)
+	})
 }
 
 // tenantLocks hold a slot per org with a call in flight (see forOrg).

@@ -52,22 +52,35 @@ func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, e
 		var opID pgtype.UUID
 		crand.Read(opID.Bytes[:])
 		opID.Valid = true
-		for attempt := 1; ; attempt++ {
+		return e.retry(ctx, func(attempt int) error {
 			r.Attempts = attempt
-			err := e.attempt(ctx, org, op, opID, r, start)
-			if err == nil || !retryable(err) || attempt >= e.opts.Retry.MaxAttempts {
-				return err
-			}
-			delay := e.backoff(attempt)
+			return e.attempt(ctx, org, op, opID, r, start)
+		}, func(attempt int, err error, delay time.Duration) {
 			e.log.Warn("retrying "+op.Kind(), keyOrg, org, keyTable, r.Model,
 				keyAttempt, attempt, keySQLState, sqlState(err), keyDelayMS, delay.Milliseconds(), keyError, err.Error())
-			select {
-			case <-ctx.Done():
-				return errors.Join(err, ctx.Err())
-			case <-time.After(delay):
-			}
-		}
+		})
 	})
+}
+
+// retry runs try, attempt 1, 2, ..., until it succeeds, fails with an
+// error that is not transient, or the retry budget is spent, sleeping the
+// backoff between attempts; retrying, if not nil, hears of each retry.
+func (e *Engine) retry(ctx context.Context, try func(attempt int) error, retrying func(attempt int, err error, delay time.Duration)) error {
+	for attempt := 1; ; attempt++ {
+		err := try(attempt)
+		if err == nil || !retryable(err) || attempt >= e.opts.Retry.MaxAttempts {
+			return err
+		}
+		delay := e.backoff(attempt)
+		if retrying != nil {
+			retrying(attempt, err, delay)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
 }
 
 // do validates op and, in the operation's span and holding org's slot
@@ -195,6 +208,10 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		return err
 	}
 	r.Status, r.Password = Applied, p.Password
+	if len(p.Phases) == 0 {
+		// What was in place is adopted: only the catalog changed.
+		r.Status = Unchanged
+	}
 	appliedBy := actorOf(ctx).user
 	if appliedBy == "" {
 		appliedBy = conn.Config().User
@@ -355,10 +372,10 @@ func (e *Engine) committed(ctx context.Context, opID pgtype.UUID) bool {
 }
 
 // retryableStates are the SQLSTATEs worth another attempt: lock not
-// available, deadlock, serialization failure, object in use, admin
-// shutdown, too many connections (PostgreSQL's, or no free connection in
-// the engine's pool).
-var retryableStates = []string{"55P03", "40P01", "40001", "55006", "57P01", "53300"}
+// available, deadlock, serialization failure, object in use, admin or
+// crash shutdown, a server still starting up, too many connections
+// (PostgreSQL's, or no free connection in the engine's pool).
+var retryableStates = []string{"55P03", "40P01", "40001", "55006", "57P01", "57P02", "57P03", "53300"}
 
 // retryable reports whether err is transient: one of retryableStates, from
 // PostgreSQL or the engine, or a lost connection.
