@@ -12,11 +12,23 @@ import (
 const (
 	MissingInDatabase = "missing in database"
 	MissingInMetadata = "missing in metadata"
+	// InvalidIndex is an index that PostgreSQL does not use
+	// (pg_index.indisvalid false): a CREATE INDEX CONCURRENTLY that failed
+	// or was interrupted, or one still being built.
+	InvalidIndex = "invalid index"
+	// UnattachedIndex is a valid unique index named as the engine names a
+	// unique constraint that no constraint uses: left between its
+	// CREATE UNIQUE INDEX CONCURRENTLY and ADD CONSTRAINT ... USING INDEX.
+	UnattachedIndex = "unattached index"
+	// NotValidConstraint is a constraint added NOT VALID and never
+	// validated, such as a foreign key left between its two phases.
+	NotValidConstraint = "not valid constraint"
 )
 
 // Drift is one difference between the metadata and the live catalog. Kind
-// is MissingInDatabase, MissingInMetadata, or the aspect of a field that
-// differs: type, primary key, nullable, default, unique, references.
+// is MissingInDatabase, MissingInMetadata, InvalidIndex, UnattachedIndex,
+// NotValidConstraint, or the aspect of a field that differs: type, primary
+// key, nullable, default, unique, references.
 type Drift struct {
 	Model  string
 	Field  string // "" for a whole model
@@ -25,7 +37,9 @@ type Drift struct {
 }
 
 // Verify compares the org's metadata with its live tables and returns every
-// difference, by model and field.
+// difference, by model and field, then the invalid indexes, unattached
+// unique indexes and unvalidated constraints of the tables of the org's
+// schema, by table.
 func (e *Engine) Verify(ctx context.Context, org string) ([]Drift, error) {
 	var drifts []Drift
 	err := e.readTx(ctx, org, func(tx pgx.Tx) error {
@@ -63,9 +77,83 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname`, schema)
 			}
 			drifts = append(drifts, modelDrift(schema, meta, live)...)
 		}
+		indexes, err := indexDrift(ctx, tx, schema)
+		if err != nil {
+			return err
+		}
+		constraints, err := constraintDrift(ctx, tx, schema)
+		if err != nil {
+			return err
+		}
+		drifts = append(drifts, indexes...)
+		drifts = append(drifts, constraints...)
 		return nil
 	})
 	return drifts, err
+}
+
+// indexDrift lists the invalid indexes of the tables of schema and the
+// valid unique indexes named as the engine names a unique constraint
+// (uniqueName) that no primary key, unique or exclusion constraint of
+// their table uses. Field is the indexed column of a single-column index.
+func indexDrift(ctx context.Context, q querier, schema string) ([]Drift, error) {
+	rows, err := q.Query(ctx, `
+SELECT t.relname::text, i.relname::text, COALESCE(a.attname::text, ''), x.indisvalid
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] AND x.indnatts = 1
+WHERE n.nspname = $1 AND t.relkind IN ('r', 'p')
+  AND (NOT x.indisvalid
+       OR x.indisunique AND x.indpred IS NULL
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con
+                          WHERE con.conindid = x.indexrelid AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x')))
+ORDER BY t.relname, i.relname`, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var drifts []Drift
+	for rows.Next() {
+		var table, index, column string
+		var valid bool
+		if err := rows.Scan(&table, &index, &column, &valid); err != nil {
+			return nil, err
+		}
+		switch {
+		case !valid:
+			drifts = append(drifts, Drift{Model: table, Field: column, Kind: InvalidIndex, Detail: "index " + qualified(schema, index) + " is invalid"})
+		case column != "" && index == uniqueName(table, column):
+			drifts = append(drifts, Drift{Model: table, Field: column, Kind: UnattachedIndex, Detail: "unique index " + qualified(schema, index) + " is not attached to a constraint"})
+		}
+	}
+	return drifts, rows.Err()
+}
+
+// constraintDrift lists the constraints of the tables of schema that are
+// NOT VALID. Field is the constrained column of a single-column
+// constraint.
+func constraintDrift(ctx context.Context, q querier, schema string) ([]Drift, error) {
+	rows, err := q.Query(ctx, `
+SELECT t.relname::text, con.conname::text, COALESCE(a.attname::text, ''),
+       CASE con.contype WHEN 'f' THEN 'foreign key' WHEN 'c' THEN 'check constraint' ELSE 'constraint' END
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1] AND cardinality(con.conkey) = 1
+WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND NOT con.convalidated
+ORDER BY t.relname, con.conname`, schema)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Drift, error) {
+		var name, what string
+		d := Drift{Kind: NotValidConstraint}
+		err := r.Scan(&d.Model, &name, &d.Field, &what)
+		d.Detail = what + " " + ident(name) + " is NOT VALID"
+		return d, err
+	})
 }
 
 // modelDrift compares one model's metadata with its live table (nil if the
