@@ -12,6 +12,11 @@ import "strings"
 // added NOT VALID and validated in a transaction of its own, so that no
 // step blocks writes while it scans the table. Should a later step fail,
 // the committed ones are undone: the column is dropped.
+//
+// A re-run after a run stopped between phases finds the column without
+// metadata, as asked but for its unique constraint or foreign key; it
+// finishes them as alter_field does (see AlterField) instead of reporting
+// a conflict.
 type AddField struct {
 	Model string
 	Field FieldSpec
@@ -45,6 +50,12 @@ func (op *AddField) Plan(s *State) (*Plan, error) {
 		return nil, &UnknownModelError{Org: s.Org, Model: op.Model}
 	}
 	if c := s.Table.Column(f.Name); c != nil {
+		if s.Meta.Field(f.Name) == nil && unfinishedField(s.Schema, c, f) {
+			// The column without metadata: a run stopped between phases
+			// (the metadata is written in the last). Finish what it
+			// left undone as alter_field does, or adopt the column.
+			return (&AlterField{Model: op.Model, Field: f}).Plan(s)
+		}
 		if diff := columnDiff(s.Schema, c, f); len(diff) > 0 {
 			return nil, &FieldConflictError{Model: op.Model, Field: f.Name, Diff: strings.Join(diff, "; ")}
 		}
@@ -83,7 +94,7 @@ func (op *AddField) phases(s *State) ([]Phase, error) {
 		phases = append(phases, t.foreignKeyPhases(f.Name, f.References)...)
 	}
 	if f.Unique {
-		phases = append(phases, t.uniquePhases(f.Name)...)
+		phases = append(phases, t.uniquePhases(f.Name, "")...)
 	}
 	return phases, nil
 }

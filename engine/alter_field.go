@@ -18,6 +18,11 @@ import (
 // and a new foreign key is added NOT VALID, replacing the old one, then
 // validated in a transaction of its own. Should a later step fail, the
 // committed ones are undone, the old foreign key restored.
+//
+// A re-run after a run stopped between phases finishes its work: an
+// engine-named unique index left invalid is dropped and built again, one
+// left valid but unattached is attached, and an engine-named foreign key
+// left NOT VALID is validated.
 type AlterField struct {
 	Model string
 	Field FieldSpec
@@ -78,10 +83,15 @@ func (op *AlterField) Plan(s *State) (*Plan, error) {
 	switch {
 	case c.Unique != "" && !wantsUnique(f):
 		last = append(last, t.dropConstraint(c.Unique))
-	case c.Unique == "" && wantsUnique(f) && s.HasRows:
-		phases = append(phases, t.uniquePhases(f.Name)...)
+	case c.Unique == "" && wantsUnique(f) && (s.HasRows || c.UniqueIndex != ""):
+		// An index a stopped run left is dropped or attached, rows or not.
+		phases = append(phases, t.uniquePhases(f.Name, c.UniqueIndex)...)
 	case c.Unique == "" && wantsUnique(f):
 		last = append(last, t.addUnique(f.Name))
+	}
+	if unvalidatedForeignKey(s.Schema, op.Model, c, f) {
+		// A run stopped before validating the foreign key: validate it.
+		phases = append(phases, t.validatePhase(c.ReferenceName))
 	}
 	if !sameReference(s.Schema, c, f) {
 		switch {

@@ -26,7 +26,9 @@
 //     take any;
 //  2. the state is read from the live catalog, so drift made by hand is
 //     seen: a spec already in place is Unchanged, a different one a typed
-//     conflict error;
+//     conflict error, and what a run stopped between phases left (a
+//     column without its unique constraint or foreign key, an engine-named
+//     index invalid or unattached, a foreign key NOT VALID) is finished;
 //  3. each Phase of the plan runs in a transaction with SET LOCAL
 //     lock_timeout (or, for CREATE INDEX CONCURRENTLY, on its own), the
 //     last one together with the metadata change and a history row, so DDL

@@ -253,7 +253,47 @@ ORDER BY con.conname`, rel)
 			c.ReferenceValid = valid
 		}
 	}
-	return t, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return t, readUniqueIndexes(ctx, q, rel, t)
+}
+
+// readUniqueIndexes sets Column.UniqueIndex for the single-column unique
+// indexes of table rel (t) that are named as the engine names a unique
+// constraint and that are invalid, or valid but used by no primary key,
+// unique or exclusion constraint: what a run stopped between the phases of
+// a unique constraint leaves (see verify's indexDrift).
+func readUniqueIndexes(ctx context.Context, q querier, rel string, t *Table) error {
+	rows, err := q.Query(ctx, `
+SELECT i.relname::text, a.attname::text, x.indisvalid
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+WHERE x.indrelid = pg_catalog.to_regclass($1) AND x.indnatts = 1 AND x.indisunique
+  AND x.indexprs IS NULL AND x.indpred IS NULL
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con
+                  WHERE con.conindid = x.indexrelid AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x'))`, rel)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var index, column string
+		var valid bool
+		if err := rows.Scan(&index, &column, &valid); err != nil {
+			return err
+		}
+		c := t.Column(column)
+		if c == nil || index != uniqueName(t.Name, column) {
+			continue
+		}
+		c.UniqueIndex = UniqueIndexUnattached
+		if !valid {
+			c.UniqueIndex = UniqueIndexInvalid
+		}
+	}
+	return rows.Err()
 }
 
 // deleteAction names a pg_constraint.confdeltype.

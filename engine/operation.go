@@ -224,7 +224,23 @@ type Column struct {
 	ReferenceName string
 	// ReferenceValid is false for a NOT VALID foreign key.
 	ReferenceValid bool
+	// UniqueIndex is the state of the unique index named as the engine
+	// names the column's unique constraint (uniqueName) when no constraint
+	// uses it, as a run that stopped between the phases of a unique
+	// constraint leaves it: UniqueIndexInvalid, UniqueIndexUnattached, or
+	// "" if there is no such index (or a constraint uses it).
+	UniqueIndex string
 }
+
+// The states of Column.UniqueIndex.
+const (
+	// UniqueIndexInvalid is an index that CREATE INDEX CONCURRENTLY left
+	// invalid when it failed or was interrupted.
+	UniqueIndexInvalid = "invalid"
+	// UniqueIndexUnattached is a valid unique index that no primary key,
+	// unique or exclusion constraint uses.
+	UniqueIndexUnattached = "unattached"
+)
 
 // Model is the engine's metadata of one model: its fields in order.
 type Model struct {

@@ -38,20 +38,29 @@ func (t table) addUnique(column string) string {
 
 // uniquePhases add a unique constraint to a table with rows without
 // blocking writes while the index is built: the index is built
-// concurrently, then the constraint takes it over.
-func (t table) uniquePhases(column string) []Phase {
+// concurrently, then the constraint takes it over. index is the state of
+// an index of the constraint's name that a stopped run left
+// (Column.UniqueIndex): an invalid one is dropped first, an unattached
+// valid one is only attached.
+func (t table) uniquePhases(column, index string) []Phase {
 	name := uniqueName(t.name, column)
-	return []Phase{
-		{
-			Online:     true,
-			Statements: []string{"CREATE UNIQUE INDEX CONCURRENTLY " + ident(name) + " ON " + t.String() + " (" + ident(column) + ")"},
-			Undo:       []string{"DROP INDEX CONCURRENTLY IF EXISTS " + qualified(t.schema, name)},
-		},
-		{
-			Statements: []string{t.alter("ADD CONSTRAINT " + ident(name) + " UNIQUE USING INDEX " + ident(name))},
-			Undo:       []string{t.dropConstraintIfExists(name)},
-		},
+	drop := "DROP INDEX CONCURRENTLY IF EXISTS " + qualified(t.schema, name)
+	attach := Phase{
+		Statements: []string{t.alter("ADD CONSTRAINT " + ident(name) + " UNIQUE USING INDEX " + ident(name))},
+		Undo:       []string{t.dropConstraintIfExists(name)},
 	}
+	if index == UniqueIndexUnattached {
+		return []Phase{attach}
+	}
+	var phases []Phase
+	if index == UniqueIndexInvalid {
+		phases = append(phases, Phase{Online: true, Statements: []string{drop}})
+	}
+	return append(phases, Phase{
+		Online:     true,
+		Statements: []string{"CREATE UNIQUE INDEX CONCURRENTLY " + ident(name) + " ON " + t.String() + " (" + ident(column) + ")"},
+		Undo:       []string{drop},
+	}, attach)
 }
 
 // addForeignKey adds the foreign key name on column; notValid skips
@@ -74,8 +83,36 @@ func (t table) foreignKeyPhases(column string, r *Reference) []Phase {
 			Statements: []string{t.addForeignKey(name, column, r, true)},
 			Undo:       []string{t.dropConstraintIfExists(name)},
 		},
-		{Statements: []string{t.alter("VALIDATE CONSTRAINT " + ident(name))}},
+		t.validatePhase(name),
 	}
+}
+
+// validatePhase validates the NOT VALID constraint name in a transaction
+// of its own, which scans the rows without blocking writes.
+func (t table) validatePhase(name string) Phase {
+	return Phase{Statements: []string{t.alter("VALIDATE CONSTRAINT " + ident(name))}}
+}
+
+// unvalidatedForeignKey reports whether c's foreign key is the one f asks
+// for, under the engine's name, but NOT VALID: a run stopped before
+// validating it.
+func unvalidatedForeignKey(schema, model string, c *Column, f FieldSpec) bool {
+	return c.Reference != nil && !c.ReferenceValid && sameReference(schema, c, f) &&
+		c.ReferenceName == foreignKeyName(model, c.Name)
+}
+
+// unfinishedField reports whether the live column c could be f's column as
+// a run of add_field or alter_field that stopped between phases leaves
+// it: as f asks in type, primary key, nullability and default, and, of
+// the unique constraint and foreign key that f asks for, each either in
+// place or missing or unfinished (no constraint, an engine-named index
+// left invalid or unattached, a foreign key NOT VALID), with no unique
+// constraint or foreign key that f does not ask for.
+func unfinishedField(schema string, c *Column, f FieldSpec) bool {
+	return c.Type == f.ColumnType() && c.PrimaryKey == f.PrimaryKey &&
+		c.NotNull != f.IsNullable() && sameDefault(c.Default, f) &&
+		(c.Unique == "" || wantsUnique(f)) &&
+		(c.Reference == nil || sameReference(schema, c, f))
 }
 
 // maxIdentifierLength is PostgreSQL's limit on names, in bytes.

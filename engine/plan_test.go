@@ -146,6 +146,13 @@ func goldenColumn(s *State, c Column) *State {
 	return s
 }
 
+// goldenAddColumn returns the state with the live column c added, as a
+// run of add_field stopped between phases leaves it.
+func goldenAddColumn(s *State, c Column) *State {
+	s.Table.Columns = append(s.Table.Columns, c)
+	return s
+}
+
 // goldenRename returns the state with a live column renamed.
 func goldenRename(s *State, from, to string) *State {
 	s.Table.Column(from).Name = to
@@ -251,6 +258,19 @@ func goldenCases() []goldenCase {
 		{name: "in_place_without_metadata", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "data", "type": "Json", "default": {"b": [true, null], "a": 1}}`)}, state: goldenTenant(goldenInvoiceTable(), true, nil)},
 		{name: "in_place_stale_metadata", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "total", "type": "Float", "nullable": false}`)},
 			state: goldenTenant(&Table{Name: "invoice", Owned: true, Columns: []Column{{Name: "total", Type: "double precision", NotNull: true}}}, false, goldenInvoiceMeta())},
+		{name: "finish_without_unique_rows", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "ref", "type": "String", "unique": true}`)},
+			state: goldenAddColumn(goldenInvoice(true), Column{Name: "ref", Type: "character varying(100)"})},
+		{name: "finish_invalid_index_rows", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "ref", "type": "String", "unique": true}`)},
+			state: goldenAddColumn(goldenInvoice(true), Column{Name: "ref", Type: "character varying(100)", UniqueIndex: UniqueIndexInvalid})},
+		{name: "finish_unattached_index_rows", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "ref", "type": "String", "unique": true}`)},
+			state: goldenAddColumn(goldenInvoice(true), Column{Name: "ref", Type: "character varying(100)", UniqueIndex: UniqueIndexUnattached})},
+		{name: "finish_without_references_rows", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "contact_id", "type": "Int", "unique": true, "references": {"table": "contact", "column": "id"}}`)},
+			state: goldenAddColumn(goldenInvoice(true), Column{Name: "contact_id", Type: "integer"})},
+		{name: "finish_not_valid_references_rows", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "contact_id", "type": "Int", "unique": true, "references": {"table": "contact", "column": "id"}}`)},
+			state: goldenAddColumn(goldenInvoice(true), Column{Name: "contact_id", Type: "integer", ReferenceName: "invoice_contact_id_fkey",
+				Reference: &Reference{Schema: "acme-corp", Table: "contact", Column: "id", OnDelete: Restrict}})},
+		{name: "finish_metadata_differs", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "unique": true}`)},
+			state: goldenInvoice(true), wantErr: new(*FieldConflictError)},
 		{name: "conflict_type", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "customer_id", "type": "String", "references": {"table": "customer", "column": "id", "onDelete": "CASCADE"}}`)}, state: goldenInvoice(false), wantErr: new(*FieldConflictError)},
 		{name: "conflict_constraints", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "code", "type": "Text", "nullable": false, "default": "x", "references": {"table": "code", "column": "code"}}`)}, state: goldenInvoice(false), wantErr: new(*FieldConflictError)},
 		{name: "unknown_model", op: &AddField{Model: "invoice", Field: specJSON(`{"name": "memo", "type": "Text"}`)}, state: goldenTenant(nil, false, goldenInvoiceMeta()), wantErr: new(*UnknownModelError)},
@@ -297,6 +317,15 @@ func goldenCases() []goldenCase {
 			state: goldenColumn(goldenInvoice(false), Column{Name: "id", Type: "character varying(100)", NotNull: true, PrimaryKey: true, Default: "(gen_random_uuid())::character varying"})},
 		{name: "unique_on", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "unique": true}`)}, state: goldenInvoice(false)},
 		{name: "unique_on_rows", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "unique": true}`)}, state: goldenInvoice(true)},
+		{name: "unique_on_invalid_index_rows", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "unique": true}`)},
+			state: goldenColumn(goldenInvoice(true), Column{Name: "status", Type: "character varying(20)", Default: "'draft'::character varying", UniqueIndex: UniqueIndexInvalid})},
+		{name: "unique_on_invalid_index", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "unique": true}`)},
+			state: goldenColumn(goldenInvoice(false), Column{Name: "status", Type: "character varying(20)", Default: "'draft'::character varying", UniqueIndex: UniqueIndexInvalid})},
+		{name: "unique_on_unattached_index_rows", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "unique": true}`)},
+			state: goldenColumn(goldenInvoice(true), Column{Name: "status", Type: "character varying(20)", Default: "'draft'::character varying", UniqueIndex: UniqueIndexUnattached})},
+		{name: "references_not_valid_rows", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "customer_id", "type": "Int", "references": {"table": "customer", "column": "id", "onDelete": "CASCADE"}}`)},
+			state: goldenColumn(goldenInvoice(true), Column{Name: "customer_id", Type: "integer", ReferenceName: "invoice_customer_id_fkey",
+				Reference: &Reference{Schema: "acme-corp", Table: "customer", Column: "id", OnDelete: Cascade}})},
 		{name: "unique_off", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "code", "type": "Text"}`)}, state: goldenInvoice(true)},
 		{name: "references_add", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "references": {"table": "status", "column": "name"}}`)}, state: goldenInvoice(false)},
 		{name: "references_add_rows", op: &AlterField{Model: "invoice", Field: specJSON(`{"name": "status", "type": "String", "maxLength": 20, "default": "draft", "references": {"table": "status", "column": "name"}}`)}, state: goldenInvoice(true)},

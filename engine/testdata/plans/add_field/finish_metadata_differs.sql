@@ -1,0 +1,3 @@
+-- error 42701: field "status" of model "invoice" already exists with another spec
+-- detail: unique: live false, asked true
+-- hint: Use alter_field to change nullable, default, unique or references, or another name.
