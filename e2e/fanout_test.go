@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"testing"
 )
@@ -44,7 +45,14 @@ func TestMigrateAllTenants(t *testing.T) {
 func TestMigratorsByRole(t *testing.T) {
 	tn := newTenants(t, "acme")
 	cluster.Exec(testContext(t), "postgres", "DROP ROLE IF EXISTS schema_admins; CREATE ROLE schema_admins")
-	t.Cleanup(func() { cluster.Exec(testContext(t), "postgres", "DROP ROLE IF EXISTS schema_admins") })
+	t.Cleanup(func() {
+		// The test's context is done by the time cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := cluster.Exec(ctx, "postgres", "DROP ROLE IF EXISTS schema_admins"); err != nil {
+			t.Error(err)
+		}
+	})
 	p := startProxy(t, strings.Replace(tn.config(""), "policy:\n", "policy:\n  migrators: [\"role:schema_admins\"]\n", 1))
 	create := `CALL migrate.create_model('invoice', '[{"name":"id","type":"Int"}]');`
 	user := p.url(scramUser, userPassword, "acme")

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -175,6 +174,3 @@ func (e *PoolTimeoutError) Error() string {
 	return fmt.Sprintf("engine connection pool exhausted: no connection free within %v", e.Wait)
 }
 func (e *PoolTimeoutError) SQLState() string { return "53300" }
-
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("engine: closed")
