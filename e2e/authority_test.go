@@ -1402,6 +1402,16 @@ func TestAuthorityProvisioningFailure(t *testing.T) {
 	if queryValue[bool](t, f.su, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", broken) {
 		t.Errorf("a tenant role %s was left behind", broken)
 	}
+
+	// Once the engine's role may act on the schema, the proxy provisions
+	// the tenant by itself: no restart, no SIGHUP.
+	authExec(t, f.db, "ALTER SCHEMA "+authIdent(broken)+" OWNER TO "+authIdent(authEngine))
+	waitFor(t, "/readyz to answer 200 after the schema's owner changed", func() bool {
+		return authGet(t, f.p, "/readyz") == http.StatusOK
+	})
+	if !queryValue[bool](t, f.su, "SELECT EXISTS (SELECT FROM pgmigrate.tenants WHERE org = $1)", broken) {
+		t.Errorf("%s is not registered after provisioning succeeded", broken)
+	}
 }
 
 // TestAuthorityPosture: the posture check reports what weakens the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -84,7 +85,10 @@ type provisioner struct {
 	router  *policy.Router
 	log     *slog.Logger
 
+	running sync.Mutex // one run at a time
+
 	mu  sync.Mutex
+	cfg *policy.Config // of the last run
 	err error
 }
 
@@ -95,13 +99,17 @@ func newProvisioner(engs *engines, router *policy.Router, log *slog.Logger) *pro
 	return &provisioner{engines: engs, router: router, log: log, err: errProvisioning}
 }
 
-// run provisions every tenant of cfg: create_tenant adopts what is in
-// place (schema, role, grants, catalog row) and makes what is missing. A
-// tenant that cannot be provisioned is logged by name and keeps /readyz
-// failing; the others are served. Then the posture check of every
-// upstream database logs a warning per finding.
+// run provisions every tenant of cfg, within provisionTimeout:
+// create_tenant adopts what is in place (schema, role, grants, catalog
+// row) and makes what is missing. A tenant that cannot be provisioned is
+// logged by name and keeps /readyz failing (retry tries again); the others
+// are served. Then the posture check of every upstream database logs a
+// warning per finding.
 func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
-	ctx = engine.WithActor(ctx, "pgmigrate-proxy", "provisioning")
+	p.running.Lock()
+	defer p.running.Unlock()
+	ctx, cancel := context.WithTimeout(engine.WithActor(ctx, "pgmigrate-proxy", "provisioning"), provisionTimeout)
+	defer cancel()
 	var errs []error
 	// The posture check of each upstream database, once its tenants are
 	// all provisioned.
@@ -126,8 +134,43 @@ func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
 		p.posture(ctx, eng, route, cfg.Policy.RawDDL == policy.RawDDLDeny)
 	}
 	p.mu.Lock()
-	p.err = errors.Join(errs...)
+	p.cfg, p.err = cfg, errors.Join(errs...)
 	p.mu.Unlock()
+}
+
+// provisionTimeout bounds one provisioning run of the config file's
+// tenants.
+const provisionTimeout = 30 * time.Second
+
+// Delays between provisioning runs while one fails: the first, and the
+// longest.
+const (
+	provisionRetry    = time.Second
+	provisionRetryMax = 30 * time.Second
+)
+
+// retry runs the last configuration's provisioning again, at growing
+// intervals, for as long as it fails, until ctx ends: an upstream down or
+// starting up when the proxy started, or a grant an administrator adds
+// later, needs no restart or SIGHUP.
+func (p *provisioner) retry(ctx context.Context) {
+	delay := provisionRetry
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		p.mu.Lock()
+		cfg, failed := p.cfg, p.err != nil
+		p.mu.Unlock()
+		if !failed {
+			delay = provisionRetry
+			continue
+		}
+		p.run(ctx, cfg)
+		delay = min(2*delay, provisionRetryMax)
+	}
 }
 
 // posture logs the findings of one upstream database's posture check.

@@ -195,9 +195,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer admin.Close()
 	}
 	// Clients are served once the tenants they may name are provisioned.
-	provCtx, cancelProv := context.WithTimeout(ctx, provisionTimeout)
-	prov.run(provCtx, cfg)
-	cancelProv()
+	prov.run(ctx, cfg)
+	go prov.retry(ctx)
 	srv := proxy.New(proxy.Config{
 		Router:         router,
 		TLS:            tlsConfig,
@@ -219,9 +218,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		select {
 		case <-hup:
 			if cfg := reload(o, getenv, router, log); cfg != nil {
-				provCtx, cancelProv := context.WithTimeout(ctx, provisionTimeout)
-				prov.run(provCtx, cfg)
-				cancelProv()
+				prov.run(ctx, cfg)
 			}
 		case err := <-served:
 			return err
@@ -236,10 +233,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 }
-
-// provisionTimeout bounds provisioning the config file's tenants, at start
-// and on reload.
-const provisionTimeout = 30 * time.Second
 
 // reload rereads the configuration and gives the router its new tenants and
 // policy, and returns the new configuration (nil if it could not be used).
