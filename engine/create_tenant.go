@@ -18,8 +18,9 @@ import (
 //   - the tenant role, named like the org (NOLOGIN; grant it to the
 //     tenant's users); a role of that name that exists is taken as it is
 //     if it is NOLOGIN, a member of no role, not the engine's role nor a
-//     predefined one, and has none of SUPERUSER, CREATEROLE, CREATEDB,
-//     REPLICATION and BYPASSRLS; any other gives UnsafeRoleError (42501)
+//     predefined one, has none of SUPERUSER, CREATEROLE, CREATEDB,
+//     REPLICATION and BYPASSRLS, and owns or holds nothing outside the
+//     tenant's schema; any other gives UnsafeRoleError (42501)
 //     and nothing changes;
 //   - the role's USAGE on the schema, and CREATE unless NoCreate (with
 //     NoCreate, a CREATE it holds is revoked);

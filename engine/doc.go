@@ -33,9 +33,9 @@
 //     lock_timeout (or, for CREATE INDEX CONCURRENTLY, on its own), the
 //     last one together with the metadata change and a history row, so DDL
 //     and metadata commit together or not at all;
-//  4. transient failures (55P03, 40P01, 40001, 55006, 57P01, 53300, no free
-//     connection in the pool within Options.AcquireTimeout, a lost
-//     connection) are retried from step 1 after undoing any phase that had
+//  4. transient failures (55P03, 40P01, 40001, 55006, 57P01, 57P02, 57P03,
+//     53300, no free connection in the pool within Options.AcquireTimeout,
+//     a lost connection) are retried from step 1 after undoing any phase that had
 //     committed, with exponential backoff and jitter; a COMMIT whose answer
 //     was lost is resolved by looking for the history row.
 //

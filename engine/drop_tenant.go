@@ -7,10 +7,10 @@ import "strconv"
 // metadata. A role is dropped only if CreateTenant could have taken it as
 // it is (see CreateTenant); if either is not, it fails with
 // UnsafeRoleError (42501) and nothing is dropped, so it never drops the
-// engine's role or one that is not a tenant's. If a role still holds
-// privileges or owns objects elsewhere (another database, a schema other
-// than the tenant's), PostgreSQL refuses to drop it (2BP01) and nothing is
-// dropped. A tenant with none of these left is unchanged. The engine's
+// engine's role or one that is not a tenant's (a role that holds
+// privileges or owns objects outside the tenant's schema, in this database
+// or another, is not). Should PostgreSQL still find a dependency, it
+// refuses the drop (2BP01) and nothing is dropped. A tenant with none of these left is unchanged. The engine's
 // own schema and PostgreSQL's are never dropped (22023).
 type DropTenant struct {
 	Org string

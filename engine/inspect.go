@@ -11,8 +11,8 @@ import (
 // like the org.
 type schemaChooser interface{ unregisteredSchema() string }
 
-// readState reads what an operation plans from: the tenant's schema and
-// roles and, for model operations, the live table (for adopt_model, with
+// readState reads what an operation plans from: the tenant's schema (and,
+// where the plan needs them, its roles) and, for model operations, the live table (for adopt_model, with
 // what of it would run with its owner's rights) and the metadata. It
 // runs in its own short transaction under the engine's settings, so that
 // checking for rows waits no longer than the lock timeout behind a long
@@ -29,19 +29,27 @@ func (e *Engine) readState(ctx context.Context, conn *pgx.Conn, org string, op O
 		if s.Schema, s.Registered, err = tenantSchema(ctx, tx, org, unregistered); err != nil {
 			return err
 		}
-		if err := readTenant(ctx, tx, s); err != nil || model == "" || !s.SchemaExists {
+		if err := readTenant(ctx, tx, s, readsRoles(op)); err != nil || model == "" || !s.SchemaExists {
 			return err
 		}
 		if s.Table, err = readTable(ctx, tx, s.Schema, model); err != nil {
 			return err
+		}
+		if s.Table != nil {
+			if err := readUniqueIndexes(ctx, tx, s.Schema, s.Table); err != nil {
+				return err
+			}
 		}
 		if _, adopt := op.(*AdoptModel); adopt && s.Table != nil {
 			if s.Table.Unsafe, err = unsafeObjects(ctx, tx, s.Schema, model); err != nil {
 				return err
 			}
 		}
-		if s.Unowned, err = unownedTables(ctx, tx, s.Schema); err != nil {
-			return err
+		switch op.(type) {
+		case *CreateModel, *AddField, *AlterField: // may add references
+			if s.Unowned, err = unownedTables(ctx, tx, s.Schema); err != nil {
+				return err
+			}
 		}
 		if s.Table != nil && s.Table.Owned {
 			err = tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+qualified(s.Schema, model)+")").Scan(&s.HasRows)
@@ -68,12 +76,23 @@ ORDER BY c.relname`, schema)
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// readTenant reads whether the tenant's schema exists, its tenant and
-// login roles, and the tenant role's privileges in the schema (none if
-// the role does not exist).
-func readTenant(ctx context.Context, q querier, s *State) error {
+// readsRoles reports whether op plans from the tenant's roles and their
+// privileges: the tenant operations, and the model operations that grant
+// the tenant role a table.
+func readsRoles(op Operation) bool {
+	switch op.(type) {
+	case *CreateTenant, *DropTenant, *CreateModel, *AdoptModel:
+		return true
+	}
+	return false
+}
+
+// readTenant reads whether the tenant's schema exists and, with roles, its
+// tenant and login roles and the tenant role's privileges in the schema
+// (none if the role does not exist).
+func readTenant(ctx context.Context, q querier, s *State, roles bool) error {
 	err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", s.Schema).Scan(&s.SchemaExists)
-	if err != nil {
+	if err != nil || !roles {
 		return err
 	}
 	if err := readRoles(ctx, q, s); err != nil || !s.SchemaExists {
@@ -256,7 +275,7 @@ ORDER BY con.conname`, rel)
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return t, readUniqueIndexes(ctx, q, rel, t)
+	return t, nil
 }
 
 // readUniqueIndexes sets Column.UniqueIndex for the single-column unique
@@ -264,7 +283,8 @@ ORDER BY con.conname`, rel)
 // constraint and that are invalid, or valid but used by no primary key,
 // unique or exclusion constraint: what a run stopped between the phases of
 // a unique constraint leaves (see verify's indexDrift).
-func readUniqueIndexes(ctx context.Context, q querier, rel string, t *Table) error {
+func readUniqueIndexes(ctx context.Context, q querier, schema string, t *Table) error {
+	rel := qualified(schema, t.Name)
 	rows, err := q.Query(ctx, `
 SELECT i.relname::text, a.attname::text, x.indisvalid
 FROM pg_catalog.pg_index x

@@ -46,7 +46,8 @@ type State struct {
 	// Registered is true when pgmigrate.tenants lists the org.
 	Registered bool
 	// Role is the role named like the org (the tenant role), nil if none
-	// exists.
+	// exists. Role, Login and Grants are read only for the operations
+	// that plan from them (see readsRoles).
 	Role *Role
 	// Login is the role named <org>.login (the tenant's login role), nil
 	// if none exists.
@@ -57,7 +58,7 @@ type State struct {
 	// Table is the live table, nil if it does not exist.
 	Table *Table
 	// Unowned lists the tables of the tenant's schema that the engine's
-	// role does not own (read for model operations).
+	// role does not own (read for the operations that may add references).
 	Unowned []string
 	// Meta is the engine's metadata of the model, nil if it has none.
 	Meta *Model

@@ -44,14 +44,13 @@ func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, er
 // Apply runs op for org: validation, the tenant's lock, then the plan's
 // transactions, each with SET LOCAL lock_timeout, the metadata and a
 // history row committing with the DDL. Transient failures (lock timeout,
-// deadlock, serialization failure, lock not available, admin shutdown, too
-// many connections, no free connection in the pool, lost connection) are
+// deadlock, serialization failure, lock not available, admin or crash
+// shutdown, a server starting up, too many connections, no free
+// connection in the pool, lost connection) are
 // retried from the start, after undoing any phase that had committed.
 func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, error) {
 	return e.do(ctx, org, op, func(ctx context.Context, r *Result, start time.Time) error {
-		var opID pgtype.UUID
-		crand.Read(opID.Bytes[:])
-		opID.Valid = true
+		opID := newOpID()
 		return e.retry(ctx, func(attempt int) error {
 			r.Attempts = attempt
 			return e.attempt(ctx, org, op, opID, r, start)
@@ -280,10 +279,23 @@ func (e *Engine) record(ctx context.Context, tx pgx.Tx, org string, op Operation
 			return err
 		}
 	}
+	return insertHistory(ctx, tx, opID, org, r.Model, r.Field, op.Kind(), p.Statements(), r.Attempts, time.Since(start))
+}
+
+// newOpID draws the id of an operation's history row.
+func newOpID() pgtype.UUID {
+	id := pgtype.UUID{Valid: true}
+	crand.Read(id.Bytes[:])
+	return id
+}
+
+// insertHistory writes a history row, applied by the actor of ctx (the
+// engine's role when none is set); model and field may be empty.
+func insertHistory(ctx context.Context, tx pgx.Tx, opID pgtype.UUID, org, model, field, operation string, statements []string, attempts int, d time.Duration) error {
 	a := actorOf(ctx)
 	_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, model, field, operation, statements, attempts, duration_ms, applied_by, application)
 VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, COALESCE(NULLIF($9, ''), current_user), NULLIF($10, ''))`,
-		opID, org, r.Model, r.Field, op.Kind(), p.Statements(), r.Attempts, time.Since(start).Milliseconds(), a.user, a.application)
+		opID, org, model, field, operation, statements, attempts, d.Milliseconds(), a.user, a.application)
 	return err
 }
 
