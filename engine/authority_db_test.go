@@ -918,3 +918,40 @@ COMMIT`); err != nil {
 		t.Errorf("the table's owner is %q (%v), want acme", owner, err)
 	}
 }
+
+// TestTenantLockLostIsNotCommittedOver: when the connection holding the
+// tenant's lock is lost while an attempt works, the attempt does not
+// commit without the lock: it fails and is retried under a fresh lock.
+func TestTenantLockLostIsNotCommittedOver(t *testing.T) {
+	opts := testOptions()
+	opts.LockTimeout = 10 * time.Second
+	db := newTestDB(t, opts, "acme")
+	db.apply(t, "acme", &CreateModel{Model: "items", Fields: []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true}}})
+	blocker := newBlocker(t, db, "LOCK TABLE acme.items IN ACCESS EXCLUSIVE MODE")
+
+	done := make(chan Result, 1)
+	go func() {
+		f, _ := ParseField([]byte(`{"name":"note","type":"Text"}`))
+		r, err := db.engine.Apply(testCtx(t), "acme", &AddField{Model: "items", Field: f})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	ctx := testCtx(t)
+	// Once the attempt waits for the table, end the lock's connection.
+	for ended := false; !ended; time.Sleep(10 * time.Millisecond) {
+		if err := blocker.conn.QueryRow(ctx, `SELECT count(pg_catalog.pg_terminate_backend(l.pid)) > 0
+FROM pg_catalog.pg_stat_activity l
+WHERE l.query LIKE 'INSERT INTO pgmigrate.locks%' AND l.datname = current_database()
+  AND EXISTS (SELECT FROM pg_catalog.pg_locks w WHERE w.relation = 'acme.items'::regclass AND NOT w.granted)`).Scan(&ended); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := blocker.release(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Status != Applied || r.Attempts != 2 {
+		t.Errorf("add_field: %s after %d attempts, want applied after 2 (the first lost its lock)", r.Status, r.Attempts)
+	}
+}

@@ -147,7 +147,7 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		return err
 	}
 	defer release()
-	unlock, err := e.lockTenant(ctx, org)
+	lock, unlock, err := e.lockTenant(ctx, org)
 	if err != nil {
 		return err
 	}
@@ -186,6 +186,12 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 					if err := c.recheck(ctx, tx, s); err != nil {
 						return err
 					}
+				}
+				// Commit only while the tenant's lock is still held: had
+				// its connection been lost, another command of the org
+				// could be running too.
+				if _, err := lock.Exec(ctx, "SELECT 1"); err != nil {
+					return err
 				}
 				return e.record(ctx, tx, org, op, opID, p, s, r, start)
 			})
@@ -227,15 +233,15 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 // lock timeout (55P03, retried). Tenant roles have no access to schema
 // pgmigrate, so unlike an advisory lock they can neither take the lock
 // nor hold it.
-func (e *Engine) lockTenant(ctx context.Context, org string) (unlock func(), err error) {
+func (e *Engine) lockTenant(ctx context.Context, org string) (lock pgx.Tx, unlock func(), err error) {
 	pc, err := e.acquire(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tx, err := pc.Begin(ctx)
 	if err != nil {
 		pc.Release()
-		return nil, err
+		return nil, nil, err
 	}
 	unlock = func() {
 		tx.Rollback(context.WithoutCancel(ctx))
@@ -249,9 +255,9 @@ func (e *Engine) lockTenant(ctx context.Context, org string) (unlock func(), err
 	}
 	if err != nil {
 		unlock()
-		return nil, err
+		return nil, nil, err
 	}
-	return unlock, nil
+	return tx, unlock, nil
 }
 
 // record writes the metadata change and the history row.
