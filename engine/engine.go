@@ -38,6 +38,9 @@ type Options struct {
 	// Logger receives one line per applied change and per retry; nil
 	// discards them.
 	Logger *slog.Logger
+	// Recorder hears lock waits, retries and recoveries, for metrics;
+	// nil means none.
+	Recorder Recorder
 }
 
 // Retry is an exponential backoff with full jitter: before attempt n+1 the
@@ -94,6 +97,9 @@ func New(pool *pgxpool.Pool, opts Options) *Engine {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = nopRecorder{}
 	}
 	return &Engine{pool: pool, opts: opts, tracer: tp.Tracer("github.com/pgmigrate/pgmigrate-proxy/engine"), log: log,
 		admitted: make(chan struct{}, max(1, pool.Config().MaxConns/2))}
