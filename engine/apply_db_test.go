@@ -401,10 +401,10 @@ func TestConcurrentInit(t *testing.T) {
 			t.Errorf("engine %d: init: %v", i, err)
 		}
 	}
-	if got := scalar[string](t, db, "SELECT string_agg(version::text, ',') FROM pgmigrate.version"); got != "2" {
-		t.Errorf("catalog versions %q, want exactly 2", got)
+	if got := scalar[string](t, db, "SELECT string_agg(version::text, ',') FROM pgmigrate.version"); got != "3" {
+		t.Errorf("catalog versions %q, want exactly 3", got)
 	}
-	for _, table := range []string{"tenants", "models", "fields", "history", "locks"} {
+	for _, table := range []string{"tenants", "models", "fields", "history", "locks", "intents"} {
 		if !tableExists(t, db, "pgmigrate", table) {
 			t.Errorf("pgmigrate.%s missing", table)
 		}
@@ -412,8 +412,8 @@ func TestConcurrentInit(t *testing.T) {
 	if err := db.engine.Init(ctx); err != nil {
 		t.Errorf("init again: %v", err)
 	}
-	if got := scalar[string](t, db, "SELECT string_agg(version::text, ',') FROM pgmigrate.version"); got != "2" {
-		t.Errorf("catalog versions after another init %q, want exactly 2", got)
+	if got := scalar[string](t, db, "SELECT string_agg(version::text, ',') FROM pgmigrate.version"); got != "3" {
+		t.Errorf("catalog versions after another init %q, want exactly 3", got)
 	}
 }
 

@@ -50,6 +50,24 @@ CREATE INDEX ON pgmigrate.history (org, model, id);
 CREATE TABLE pgmigrate.locks (org text PRIMARY KEY);
 REVOKE ALL ON SCHEMA pgmigrate FROM PUBLIC;
 ALTER TABLE pgmigrate.history ADD COLUMN application text;
+`, `
+CREATE TABLE pgmigrate.intents (
+	op_id       uuid PRIMARY KEY,
+	org         text NOT NULL,
+	operation   text NOT NULL,
+	model       text,
+	field       text,
+	spec        jsonb NOT NULL,
+	plan        jsonb NOT NULL,
+	phase       int NOT NULL,
+	undo        text[] NOT NULL,
+	undoing     boolean NOT NULL DEFAULT false,
+	applied_by  text,
+	application text,
+	started_at  timestamptz NOT NULL,
+	updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON pgmigrate.intents (org, started_at);
 `}
 
 // Init creates the metadata catalog (schema pgmigrate) or upgrades it to

@@ -77,6 +77,12 @@ type Engine struct {
 
 	initMu sync.Mutex
 	inited bool
+
+	// fault, set by tests, is called before an operation's first phase
+	// (phase 0) and after each phase that commits but its last; an error
+	// abandons the operation there, leaving what committed and its intent
+	// as a crash would.
+	fault func(ctx context.Context, kind string, phase int) error
 }
 
 // New returns an Engine using pool, whose user (the engine's role) owns the

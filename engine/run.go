@@ -43,18 +43,25 @@ func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, er
 
 // Apply runs op for org: validation, the tenant's lock, then the plan's
 // transactions, each with SET LOCAL lock_timeout, the metadata and a
-// history row committing with the DDL. Transient failures (lock timeout,
-// deadlock, serialization failure, lock not available, admin or crash
-// shutdown, a server starting up, too many connections, no free
-// connection in the pool, lost connection) are
-// retried from the start, after undoing any phase that had committed.
+// history row committing with the DDL. A plan of several phases is
+// journaled (see intent), so that a stop between its phases, of this
+// process or of PostgreSQL, is finished or undone by whoever next takes
+// the tenant's lock. Transient failures (lock timeout, deadlock,
+// serialization failure, lock not available, admin or crash shutdown, a
+// server starting up, too many connections, no free connection in the
+// pool, lost connection) are retried: the next attempt plans again from
+// the live state, so it goes on from the phases that committed. A failure
+// that is not retried undoes them.
 func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, error) {
 	return e.do(ctx, org, op, func(ctx context.Context, r *Result, start time.Time) error {
-		opID := newOpID()
+		in := &intent{id: newOpID(), org: org, op: op, actor: actorOf(ctx), started: start}
 		return e.retry(ctx, func(attempt int) error {
 			r.Attempts = attempt
-			return e.attempt(ctx, org, op, opID, r, start)
+			return e.attempt(ctx, in, r, func(err error) bool {
+				return !retryable(err) || attempt >= e.opts.Retry.MaxAttempts || ctx.Err() != nil
+			})
 		}, func(attempt int, err error, delay time.Duration) {
+			e.opts.Recorder.Retried(sqlState(err))
 			e.log.Warn("retrying "+op.Kind(), keyOrg, org, keyTable, r.Model,
 				keyAttempt, attempt, keySQLState, sqlState(err), keyDelayMS, delay.Milliseconds(), keyError, err.Error())
 		})
@@ -132,8 +139,10 @@ func unchanged(p *Plan, s *State) bool {
 }
 
 // attempt is one try of Apply, on one connection, while another holds the
-// tenant's lock, once the engine admits it.
-func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgtype.UUID, r *Result, start time.Time) (err error) {
+// tenant's lock, once the engine admits it. The tenant's unfinished
+// intents are recovered first. final says whether a failure ends the
+// Apply, which then undoes what committed.
+func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(error) bool) (err error) {
 	opSpan := trace.SpanFromContext(ctx)
 	ctx, span := e.tracer.Start(ctx, "attempt", trace.WithAttributes(attribute.Int("pgmigrate.attempt", r.Attempts)))
 	defer func() {
@@ -147,7 +156,7 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 		return err
 	}
 	defer release()
-	lock, unlock, err := e.lockTenant(ctx, org)
+	lock, unlock, err := e.lockTenant(ctx, in.org, true)
 	if err != nil {
 		return err
 	}
@@ -158,60 +167,89 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 	}
 	defer pc.Release()
 	conn := pc.Conn()
-
-	p, s, err := e.plan(ctx, conn, org, op)
-	if err != nil {
+	if err := e.recoverOrg(ctx, lock, conn, in.org, in.id); err != nil {
 		return err
+	}
+	if r.Attempts > 1 && e.committed(ctx, in.id) {
+		// A recovery completed it while this Apply waited to retry.
+		r.Status = Applied
+		return nil
+	}
+	return e.run(ctx, opSpan, lock, conn, in, r, final)
+}
+
+// run plans in's operation from the tenant's live state and runs the plan
+// on conn, in the operation's span opSpan, under the tenant's lock (held by the transaction lock):
+// journaled if it has several phases or in has a row already, the row
+// closed in the transaction of the last phase. A failure for which final
+// is true undoes what committed.
+func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock pgx.Tx, conn *pgx.Conn, in *intent, r *Result, final func(error) bool) error {
+	fail := func(err error) error {
+		if final(err) {
+			if undoErr := e.abandon(ctx, conn, in); undoErr != nil && in.journaled {
+				e.log.Error("undo left for recovery", keyOrg, in.org, "op_id", uuidString(in.id), keyError, undoErr.Error())
+			}
+		}
+		return err
+	}
+	p, s, err := e.plan(ctx, conn, in.org, in.op)
+	if err != nil {
+		return fail(err)
 	}
 	opSpan.SetAttributes(namespace(conn.Config().Database, s.Schema))
 	r.Statements, r.Login = p.Statements(), p.Login
 	if unchanged(p, s) {
 		r.Status = Unchanged
+		if in.journaled {
+			// What it was doing is in place.
+			if err := in.close(ctx, conn); err != nil {
+				return err
+			}
+			in.journaled = false
+		}
 		return nil
 	}
 	phases := p.Phases
 	if len(phases) == 0 || phases[len(phases)-1].Online {
 		phases = append(slices.Clone(phases), Phase{})
 	}
+	journal := in.journaled || len(phases) > 1
+	if err := e.faultAt(ctx, in.op.Kind(), 0); err != nil {
+		return err
+	}
 	for i, ph := range phases {
 		last := i == len(phases)-1
 		if ph.Online {
-			err = e.execOnline(ctx, conn, ph)
+			err = e.runOnline(ctx, conn, in, p, i, ph, journal)
 		} else {
 			err = e.execTx(ctx, conn, ph, func(tx pgx.Tx) error {
 				if !last {
+					if journal {
+						return in.journal(ctx, tx, p, i+1, prepend(ph.Undo, in.undo))
+					}
 					return nil
 				}
-				if c, ok := op.(rechecker); ok {
-					if err := c.recheck(ctx, tx, s); err != nil {
-						return err
-					}
-				}
-				// Commit only while the tenant's lock is still held: had
-				// its connection been lost, another command of the org
-				// could be running too.
-				if _, err := lock.Exec(ctx, "SELECT 1"); err != nil {
-					return err
-				}
-				return e.record(ctx, tx, org, op, opID, p, s, r, start)
+				return e.finish(ctx, tx, lock, in, p, s, r, journal || r.Attempts > 1)
 			})
+			if err == nil || conn.IsClosed() && journal && e.reached(ctx, in) > i {
+				// Committed, whether or not its answer came back.
+				in.undo = prepend(ph.Undo, in.undo)
+				in.journaled = in.journaled || journal
+			}
 		}
-		if err == nil {
-			continue
+		if err != nil {
+			if last && conn.IsClosed() && e.committed(ctx, in.id) {
+				break
+			}
+			return fail(err)
 		}
-		if last && conn.IsClosed() && e.committed(ctx, opID) {
-			break
+		if !last {
+			if err := e.faultAt(ctx, in.op.Kind(), i+1); err != nil {
+				return err
+			}
 		}
-		// A failed transaction rolled itself back; a failed online
-		// statement may leave something behind (an invalid index), unless
-		// it failed because the name belongs to something else.
-		undone := i
-		if ph.Online && sqlState(err) != "42P07" {
-			undone++
-		}
-		e.undo(ctx, conn, phases[:undone])
-		return err
 	}
+	in.journaled = false
 	r.Status, r.Password = Applied, p.Password
 	if len(p.Phases) == 0 {
 		// What was in place is adopted: only the catalog changed.
@@ -221,19 +259,79 @@ func (e *Engine) attempt(ctx context.Context, org string, op Operation, opID pgt
 	if appliedBy == "" {
 		appliedBy = conn.Config().User
 	}
-	e.log.Info(logMessage(op), keyOrg, org, keyTable, r.Model, keyFields, fieldNames(p.Model, r.Field),
-		keyAttempt, r.Attempts, keyDurationMS, time.Since(start).Milliseconds(), keyAppliedBy, appliedBy,
-		keyTraceID, span.SpanContext().TraceID().String())
+	model, _ := in.op.Target()
+	e.log.Info(logMessage(in.op), keyOrg, in.org, keyTable, model, keyFields, fieldNames(p.Model, r.Field),
+		keyAttempt, r.Attempts, keyDurationMS, time.Since(in.started).Milliseconds(), keyAppliedBy, appliedBy,
+		keyTraceID, opSpan.SpanContext().TraceID().String())
 	return nil
+}
+
+// runOnline runs the online phase i of p: its undo is journaled before it
+// runs, as a statement stopped half-way may leave something behind (an
+// invalid index), and the phase reached right after it, as PostgreSQL
+// runs it outside any transaction. If it fails because its name belongs
+// to something else (42P07), its undo is forgotten.
+func (e *Engine) runOnline(ctx context.Context, conn *pgx.Conn, in *intent, p *Plan, i int, ph Phase, journal bool) error {
+	in.undo = prepend(ph.Undo, in.undo)
+	if journal {
+		if err := in.journal(ctx, conn, p, i, in.undo); err != nil {
+			return err
+		}
+		in.journaled = true
+	}
+	if err := e.execOnline(ctx, conn, ph); err != nil {
+		if sqlState(err) == "42P07" {
+			in.undo = in.undo[len(ph.Undo):]
+		}
+		return err
+	}
+	if journal {
+		return in.journal(ctx, conn, p, i+1, in.undo)
+	}
+	return nil
+}
+
+// finish is the end of the last phase's transaction: the operation's
+// recheck, the check that the tenant's lock is still held, the metadata,
+// the history row and, if close, the deletion of the intent's row.
+func (e *Engine) finish(ctx context.Context, tx, lock pgx.Tx, in *intent, p *Plan, s *State, r *Result, close bool) error {
+	if c, ok := in.op.(rechecker); ok {
+		if err := c.recheck(ctx, tx, s); err != nil {
+			return err
+		}
+	}
+	// Commit only while the tenant's lock is still held: had its
+	// connection been lost, another command of the org could be running
+	// too.
+	if _, err := lock.Exec(ctx, "SELECT 1"); err != nil {
+		return err
+	}
+	if err := e.record(ctx, tx, in, p, s, r); err != nil {
+		return err
+	}
+	if close {
+		return in.close(ctx, tx)
+	}
+	return nil
+}
+
+// faultAt calls the test hook fault, if set.
+func (e *Engine) faultAt(ctx context.Context, kind string, phase int) error {
+	if e.fault == nil {
+		return nil
+	}
+	return e.fault(ctx, kind, phase)
 }
 
 // lockTenant takes the tenant's lock: the org's row of pgmigrate.locks,
 // inserted or updated by a transaction on a connection of its own that
 // stays open until unlock rolls it back. Waiting for it is bounded by the
-// lock timeout (55P03, retried). Tenant roles have no access to schema
-// pgmigrate, so unlike an advisory lock they can neither take the lock
-// nor hold it.
-func (e *Engine) lockTenant(ctx context.Context, org string) (lock pgx.Tx, unlock func(), err error) {
+// lock timeout (55P03, retried), and reported to the Recorder. Tenant
+// roles have no access to schema pgmigrate, so unlike an advisory lock
+// they can neither take the lock nor hold it. Without wait, a lock that
+// is held, or that no command has taken yet, is not taken, and lock is
+// nil.
+func (e *Engine) lockTenant(ctx context.Context, org string, wait bool) (lock pgx.Tx, unlock func(), err error) {
 	pc, err := e.acquire(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -250,8 +348,18 @@ func (e *Engine) lockTenant(ctx context.Context, org string) (lock pgx.Tx, unloc
 	// The transaction idles while the attempt works: a server-wide
 	// idle_in_transaction_session_timeout must not end it.
 	_, err = tx.Exec(ctx, e.set("SET LOCAL")+"SET LOCAL idle_in_transaction_session_timeout = 0")
-	if err == nil {
+	if err == nil && wait {
+		start := time.Now()
 		_, err = tx.Exec(ctx, "INSERT INTO pgmigrate.locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = EXCLUDED.org", org)
+		e.opts.Recorder.LockWaited(time.Since(start))
+	}
+	if err == nil && !wait {
+		var tag pgconn.CommandTag
+		tag, err = tx.Exec(ctx, "SELECT FROM pgmigrate.locks WHERE org = $1 FOR UPDATE SKIP LOCKED", org)
+		if err == nil && tag.RowsAffected() == 0 {
+			unlock()
+			return nil, nil, nil
+		}
 	}
 	if err != nil {
 		unlock()
@@ -261,7 +369,8 @@ func (e *Engine) lockTenant(ctx context.Context, org string) (lock pgx.Tx, unloc
 }
 
 // record writes the metadata change and the history row.
-func (e *Engine) record(ctx context.Context, tx pgx.Tx, org string, op Operation, opID pgtype.UUID, p *Plan, s *State, r *Result, start time.Time) error {
+func (e *Engine) record(ctx context.Context, tx pgx.Tx, in *intent, p *Plan, s *State, r *Result) error {
+	org := in.org
 	switch {
 	case p.DropModel:
 		if err := dropModelMeta(ctx, tx, org, r.Model); err != nil {
@@ -285,7 +394,7 @@ func (e *Engine) record(ctx context.Context, tx pgx.Tx, org string, op Operation
 			return err
 		}
 	}
-	return insertHistory(ctx, tx, opID, org, r.Model, r.Field, op.Kind(), p.Statements(), r.Attempts, time.Since(start))
+	return insertHistory(ctx, tx, in.id, org, r.Model, r.Field, in.op.Kind(), p.Statements(), r.Attempts, time.Since(in.started))
 }
 
 // newOpID draws the id of an operation's history row.
@@ -350,23 +459,16 @@ func (e *Engine) exec(ctx context.Context, conn *pgx.Conn, shown, run string) er
 	return err
 }
 
-// undo reverses committed phases, newest first. It runs on a fresh
-// connection if the attempt's one is gone; failures are logged, as the
-// original error is what the caller needs.
-func (e *Engine) undo(ctx context.Context, conn *pgx.Conn, done []Phase) {
-	ctx = context.WithoutCancel(ctx)
-	for i := len(done) - 1; i >= 0; i-- {
-		for _, sql := range done[i].Undo {
-			if err := e.undoOne(ctx, conn, sql); err != nil {
-				e.log.Error("undo failed", keyError, err.Error(), keyStatement, sql)
-			}
-		}
-	}
+// undoOne runs an undo statement under the engine's settings (see
+// onLiveConn).
+func (e *Engine) undoOne(ctx context.Context, conn *pgx.Conn, sql string) error {
+	return e.onLiveConn(ctx, conn, func(c *pgx.Conn) error {
+		return e.execOnline(ctx, c, Phase{Statements: []string{sql}})
+	})
 }
 
-// undoOne runs an undo statement under the engine's settings, on conn or,
-// if it is gone, on a fresh connection.
-func (e *Engine) undoOne(ctx context.Context, conn *pgx.Conn, sql string) error {
+// onLiveConn runs fn on conn or, if it is gone, on a fresh connection.
+func (e *Engine) onLiveConn(ctx context.Context, conn *pgx.Conn, fn func(*pgx.Conn) error) error {
 	if conn.IsClosed() {
 		pc, err := e.acquire(ctx)
 		if err != nil {
@@ -375,7 +477,7 @@ func (e *Engine) undoOne(ctx context.Context, conn *pgx.Conn, sql string) error 
 		defer pc.Release()
 		conn = pc.Conn()
 	}
-	return e.execOnline(ctx, conn, Phase{Statements: []string{sql}})
+	return fn(conn)
 }
 
 // committed resolves a COMMIT whose answer was lost with the connection:

@@ -23,11 +23,14 @@ const (
 	// NotValidConstraint is a constraint added NOT VALID and never
 	// validated, such as a foreign key left between its two phases.
 	NotValidConstraint = "not valid constraint"
+	// UnfinishedIntent is an operation that stopped between its phases
+	// and that no command or sweep has finished or undone yet.
+	UnfinishedIntent = "unfinished intent"
 )
 
 // Drift is one difference between the metadata and the live catalog. Kind
 // is MissingInDatabase, MissingInMetadata, InvalidIndex, UnattachedIndex,
-// NotValidConstraint, or the aspect of a field that differs: type, primary
+// NotValidConstraint, UnfinishedIntent, or the aspect of a field that differs: type, primary
 // key, nullable, default, unique, references.
 type Drift struct {
 	Model  string
@@ -39,7 +42,7 @@ type Drift struct {
 // Verify compares the org's metadata with its live tables and returns every
 // difference, by model and field, then the invalid indexes, unattached
 // unique indexes and unvalidated constraints of the tables of the org's
-// schema, by table.
+// schema, by table, then the org's unfinished intents, oldest first.
 func (e *Engine) Verify(ctx context.Context, org string) ([]Drift, error) {
 	var drifts []Drift
 	err := e.readTx(ctx, org, func(tx pgx.Tx) error {
@@ -85,8 +88,13 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname`, schema)
 		if err != nil {
 			return err
 		}
+		intents, err := intentDrift(ctx, tx, org)
+		if err != nil {
+			return err
+		}
 		drifts = append(drifts, indexes...)
 		drifts = append(drifts, constraints...)
+		drifts = append(drifts, intents...)
 		return nil
 	})
 	return drifts, err
@@ -153,6 +161,23 @@ ORDER BY t.relname, con.conname`, schema)
 		err := r.Scan(&d.Model, &name, &d.Field, &what)
 		d.Detail = what + " " + ident(name) + " is NOT VALID"
 		return d, err
+	})
+}
+
+// intentDrift lists the org's unfinished intents: the operation, its
+// op id, the phase it reached and when it started.
+func intentDrift(ctx context.Context, q querier, org string) ([]Drift, error) {
+	rows, err := q.Query(ctx, `
+SELECT COALESCE(model, ''), COALESCE(field, ''),
+       format('%s %s stopped after phase %s of %s%s, started %s', operation, op_id, phase, jsonb_array_length(plan),
+              CASE WHEN undoing THEN ' while being undone' ELSE '' END, started_at)
+FROM pgmigrate.intents WHERE org = $1 ORDER BY started_at, op_id`, org)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Drift, error) {
+		d := Drift{Kind: UnfinishedIntent}
+		return d, r.Scan(&d.Model, &d.Field, &d.Detail)
 	})
 }
 

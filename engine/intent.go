@@ -1,0 +1,319 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// intent is an operation in flight, as its row of pgmigrate.intents
+// records it while its plan has phases that commit one by one: what it
+// is (op id, org, the operation and its input), the plan, the phases
+// committed, and the statements that undo them. Whoever next takes the
+// tenant's lock, if the operation stopped half-way, finds the row and
+// finishes the operation or undoes it (see recoverOrg). A plan of one
+// transaction needs no row: it commits whole or not at all.
+type intent struct {
+	id      pgtype.UUID
+	org     string
+	op      Operation
+	actor   actor
+	started time.Time
+	// undo reverses what the operation's committed phases did, in the
+	// order it runs: the newest phase's statements first.
+	undo []string
+	// journaled is true once the row exists.
+	journaled bool
+	// undoing is true once the operation has failed for good and its
+	// phases are being undone.
+	undoing bool
+}
+
+// execer is what writing the journal needs: a connection or transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// journalPhase is a phase as the intent's plan records it.
+type journalPhase struct {
+	Statements []string `json:"statements"`
+	Online     bool     `json:"online,omitempty"`
+}
+
+// journal writes in's row: phase phases of p committed, undo reversing
+// them.
+func (in *intent) journal(ctx context.Context, q execer, p *Plan, phase int, undo []string) error {
+	spec, err := json.Marshal(in.op)
+	if err != nil {
+		return err
+	}
+	plan := make([]journalPhase, len(p.Phases))
+	for i, ph := range p.Phases {
+		plan[i] = journalPhase{Statements: ph.Statements, Online: ph.Online}
+	}
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		return err
+	}
+	if undo == nil {
+		undo = []string{}
+	}
+	model, field := in.op.Target()
+	_, err = q.Exec(ctx, `INSERT INTO pgmigrate.intents
+	(op_id, org, operation, model, field, spec, plan, phase, undo, undoing, applied_by, application, started_at)
+VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), $13)
+ON CONFLICT (op_id) DO UPDATE SET plan = EXCLUDED.plan, phase = EXCLUDED.phase, undo = EXCLUDED.undo,
+	undoing = EXCLUDED.undoing, updated_at = clock_timestamp()`,
+		in.id, in.org, in.op.Kind(), model, field, spec, planJSON, phase, undo, in.undoing, in.actor.user, in.actor.application, in.started)
+	return err
+}
+
+// close deletes in's row.
+func (in *intent) close(ctx context.Context, q execer) error {
+	_, err := q.Exec(ctx, "DELETE FROM pgmigrate.intents WHERE op_id = $1", in.id)
+	return err
+}
+
+// reached reads the number of phases in's row says committed, -1 if it
+// cannot be read.
+func (e *Engine) reached(ctx context.Context, in *intent) int {
+	ctx = context.WithoutCancel(ctx)
+	phase := -1
+	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT phase FROM pgmigrate.intents WHERE op_id = $1", in.id).Scan(&phase)
+	})
+	if err != nil {
+		return -1
+	}
+	return phase
+}
+
+// loadIntents reads the org's unfinished intents, oldest first, but the
+// one of id (the caller's own).
+func loadIntents(ctx context.Context, q querier, org string, id pgtype.UUID) ([]*intent, error) {
+	rows, err := q.Query(ctx, `SELECT op_id, operation, spec, undo, undoing, COALESCE(applied_by, ''), COALESCE(application, ''), started_at
+FROM pgmigrate.intents WHERE org = $1 AND op_id IS DISTINCT FROM $2 ORDER BY started_at, op_id`, org, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []*intent
+	for rows.Next() {
+		in := &intent{org: org, journaled: true}
+		var kind string
+		var spec []byte
+		if err := rows.Scan(&in.id, &kind, &spec, &in.undo, &in.undoing, &in.actor.user, &in.actor.application, &in.started); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		in.op, err = decodeOperation(kind, spec)
+		if err != nil {
+			// An operation this engine cannot read is undone.
+			in.undoing = true
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// operations make the empty operation of each kind, to decode an
+// intent's spec into.
+var operations = map[string]func() Operation{
+	"create_model":  func() Operation { return new(CreateModel) },
+	"add_field":     func() Operation { return new(AddField) },
+	"alter_field":   func() Operation { return new(AlterField) },
+	"drop_field":    func() Operation { return new(DropField) },
+	"rename_field":  func() Operation { return new(RenameField) },
+	"drop_model":    func() Operation { return new(DropModel) },
+	"adopt_model":   func() Operation { return new(AdoptModel) },
+	"create_tenant": func() Operation { return new(CreateTenant) },
+	"drop_tenant":   func() Operation { return new(DropTenant) },
+}
+
+// decodeOperation makes the operation of kind from its spec.
+func decodeOperation(kind string, spec []byte) (Operation, error) {
+	mk, ok := operations[kind]
+	if !ok {
+		return nil, fmt.Errorf("engine: unknown operation %q", kind)
+	}
+	op := mk()
+	if err := json.Unmarshal(spec, op); err != nil {
+		return nil, fmt.Errorf("engine: %s: %w", kind, err)
+	}
+	return op, nil
+}
+
+// recoverOrg finishes or undoes each unfinished intent of org but the one
+// of skip, under the tenant's lock (held by the transaction lock) and on
+// conn: an intent whose operation was still running is completed, by
+// planning its operation again from the live state, which finishes
+// whatever phase it stopped in (see AddField and AlterField); one whose
+// operation had failed and was being undone, or that cannot be completed
+// (its plan now fails for a reason that is not transient, such as a
+// conflict with a change made meanwhile), is undone with the statements
+// it recorded. A transient failure is returned, and the intent is left for
+// the next try.
+func (e *Engine) recoverOrg(ctx context.Context, lock pgx.Tx, conn *pgx.Conn, org string, skip pgtype.UUID) error {
+	intents, err := loadIntents(ctx, conn, org, skip)
+	if err != nil {
+		return err
+	}
+	for _, in := range intents {
+		if err := e.recoverIntent(ctx, lock, conn, in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recoverIntent completes or undoes in (see recoverOrg).
+func (e *Engine) recoverIntent(ctx context.Context, lock pgx.Tx, conn *pgx.Conn, in *intent) error {
+	ctx = WithActor(ctx, in.actor.user, in.actor.application)
+	outcome := RecoveryUndone
+	if in.undoing {
+		if err := e.abandon(ctx, conn, in); err != nil {
+			return err
+		}
+	} else {
+		if err := in.op.Validate(&e.opts); err != nil {
+			return err
+		}
+		model, field := in.op.Target()
+		r := Result{Org: in.org, Model: model, Field: field, Attempts: 1}
+		err := e.run(ctx, trace.SpanFromContext(ctx), lock, conn, in, &r, func(err error) bool { return !retryable(err) })
+		switch {
+		case err == nil:
+			outcome = RecoveryCompleted
+		case retryable(err) || in.journaled:
+			// Transient, or undoing it failed: the next try goes on.
+			return err
+		}
+	}
+	e.opts.Recorder.Recovered(outcome)
+	model, field := in.op.Target()
+	e.log.Warn("recovered "+in.op.Kind(), keyOrg, in.org, keyTable, model, "field", field, "outcome", outcome,
+		"op_id", uuidString(in.id), "started_at", in.started)
+	return nil
+}
+
+// abandon undoes what in's committed phases did, then deletes its row; a
+// failure leaves the row, marked undoing, for recovery to try again.
+func (e *Engine) abandon(ctx context.Context, conn *pgx.Conn, in *intent) error {
+	ctx = context.WithoutCancel(ctx)
+	in.undoing = true
+	var errs []error
+	for _, sql := range in.undo {
+		if err := e.undoOne(ctx, conn, sql); err != nil {
+			e.log.Error("undo failed", keyError, err.Error(), keyStatement, sql)
+			errs = append(errs, err)
+		}
+	}
+	if !in.journaled {
+		return errors.Join(errs...)
+	}
+	if len(errs) == 0 {
+		errs = append(errs, e.onLiveConn(ctx, conn, func(c *pgx.Conn) error { return in.close(ctx, c) }))
+	}
+	if err := errors.Join(errs...); err != nil {
+		e.onLiveConn(ctx, conn, func(c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "UPDATE pgmigrate.intents SET undoing = true, updated_at = clock_timestamp() WHERE op_id = $1", in.id)
+			return err
+		})
+		return err
+	}
+	in.journaled = false
+	return nil
+}
+
+// RecoverAll finishes or undoes the unfinished intents of every tenant of
+// the engine's database whose lock no command holds (see recoverOrg), and
+// returns how many intents are left unfinished, which it also reports to
+// the Recorder. A tenant whose lock is held is left to its holder, which
+// recovers its intents before running anything else.
+func (e *Engine) RecoverAll(ctx context.Context) (unfinished int, err error) {
+	if err := e.ensureCatalog(ctx); err != nil {
+		return 0, err
+	}
+	var orgs []string
+	err = e.retry(ctx, func(int) error {
+		return e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, "SELECT DISTINCT org FROM pgmigrate.intents ORDER BY org")
+			if err != nil {
+				return err
+			}
+			orgs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+	}, nil)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, org := range orgs {
+		if err := e.recoverIdle(ctx, org); err != nil {
+			errs = append(errs, fmt.Errorf("org %q: %w", org, err))
+		}
+	}
+	err = e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT count(*) FROM pgmigrate.intents").Scan(&unfinished)
+	})
+	if err == nil {
+		e.opts.Recorder.Unfinished(unfinished)
+	}
+	return unfinished, errors.Join(append(errs, err)...)
+}
+
+// recoverIdle recovers org's intents if no command holds its lock.
+func (e *Engine) recoverIdle(ctx context.Context, org string) error {
+	release, err := e.admit(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	lock, unlock, err := e.lockTenant(ctx, org, false)
+	if err != nil || lock == nil {
+		return err
+	}
+	defer unlock()
+	pc, err := e.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer pc.Release()
+	return e.recoverOrg(ctx, lock, pc.Conn(), org, pgtype.UUID{})
+}
+
+// Sweep runs RecoverAll now and then every interval until ctx ends,
+// logging what it could not recover.
+func (e *Engine) Sweep(ctx context.Context, every time.Duration) {
+	for {
+		if n, err := e.RecoverAll(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("recovery sweep failed", "unfinished", n, keyError, err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// uuidString formats a UUID as PostgreSQL prints it.
+func uuidString(id pgtype.UUID) string {
+	v, _ := id.Value()
+	s, _ := v.(string)
+	return s
+}
+
+// prepend puts the undo statements of a phase before those of the phases
+// before it.
+func prepend(phase, undo []string) []string {
+	return append(slices.Clone(phase), undo...)
+}
