@@ -78,6 +78,11 @@ type Engine struct {
 	initMu sync.Mutex
 	inited bool
 
+	// stopped ends when Close is called: the sweeps, and the undoing of
+	// failed operations, which outlives their commands' contexts.
+	stopped context.Context
+	stop    context.CancelFunc
+
 	// fault, set by tests, is called before an operation's first phase
 	// (phase 0) and after each phase that commits but its last; an error
 	// abandons the operation there, leaving what committed and its intent
@@ -107,8 +112,27 @@ func New(pool *pgxpool.Pool, opts Options) *Engine {
 	if opts.Recorder == nil {
 		opts.Recorder = nopRecorder{}
 	}
+	stopped, stop := context.WithCancel(context.Background())
 	return &Engine{pool: pool, opts: opts, tracer: tp.Tracer("github.com/pgmigrate/pgmigrate-proxy/engine"), log: log,
-		admitted: make(chan struct{}, max(1, pool.Config().MaxConns/2))}
+		admitted: make(chan struct{}, max(1, pool.Config().MaxConns/2)), stopped: stopped, stop: stop}
+}
+
+// Close stops the engine's sweeps and any undoing in flight, whose
+// intents the next recovery finishes or undoes, so that a process that
+// must exit (its drain timeout spent) does not wait for them. It does not
+// close the pool.
+func (e *Engine) Close() { e.stop() }
+
+// detached is ctx without its cancellation, which ends instead when the
+// engine is closed: the context of work that must outlive a cancelled
+// command, but not the process.
+func (e *Engine) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(e.stopped, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Status says what an operation did.

@@ -206,7 +206,8 @@ func (e *Engine) recoverIntent(ctx context.Context, lock pgx.Tx, conn *pgx.Conn,
 // abandon undoes what in's committed phases did, then deletes its row; a
 // failure leaves the row, marked undoing, for recovery to try again.
 func (e *Engine) abandon(ctx context.Context, conn *pgx.Conn, in *intent) error {
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := e.detached(ctx)
+	defer cancel()
 	in.undoing = true
 	var errs []error
 	for _, sql := range in.undo {
@@ -290,9 +291,10 @@ func (e *Engine) recoverIdle(ctx context.Context, org string) error {
 	return e.recoverOrg(ctx, lock, pc.Conn(), org, pgtype.UUID{})
 }
 
-// Sweep runs RecoverAll now and then every interval until ctx ends,
-// logging what it could not recover.
-func (e *Engine) Sweep(ctx context.Context, every time.Duration) {
+// Sweep runs RecoverAll now and then every interval until the engine is
+// closed, logging what it could not recover.
+func (e *Engine) Sweep(every time.Duration) {
+	ctx := e.stopped
 	for {
 		if n, err := e.RecoverAll(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("recovery sweep failed", "unfinished", n, keyError, err.Error())

@@ -13,7 +13,12 @@ import (
 var cluster *pgtest.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, pgtest.Options{}, &cluster))
+	if order := os.Getenv(childEnv); order != "" {
+		os.Exit(runChild(order))
+	}
+	// Commits must survive an immediate shutdown, which the crash
+	// recovery tests make.
+	os.Exit(pgtest.Run(m, pgtest.Options{Settings: map[string]string{"synchronous_commit": "on"}}, &cluster))
 }
 
 // testDB is a fresh database, an engine on it and a tenant schema "acme".

@@ -329,8 +329,7 @@ func (e *Engine) faultAt(ctx context.Context, kind string, phase int) error {
 // lock timeout (55P03, retried), and reported to the Recorder. Tenant
 // roles have no access to schema pgmigrate, so unlike an advisory lock
 // they can neither take the lock nor hold it. Without wait, a lock that
-// is held, or that no command has taken yet, is not taken, and lock is
-// nil.
+// is held is not waited for (only 10ms), and lock is nil.
 func (e *Engine) lockTenant(ctx context.Context, org string, wait bool) (lock pgx.Tx, unlock func(), err error) {
 	pc, err := e.acquire(ctx)
 	if err != nil {
@@ -348,15 +347,15 @@ func (e *Engine) lockTenant(ctx context.Context, org string, wait bool) (lock pg
 	// The transaction idles while the attempt works: a server-wide
 	// idle_in_transaction_session_timeout must not end it.
 	_, err = tx.Exec(ctx, e.set("SET LOCAL")+"SET LOCAL idle_in_transaction_session_timeout = 0")
-	if err == nil && wait {
+	if err == nil && !wait {
+		_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = '10ms'")
+	}
+	if err == nil {
 		start := time.Now()
 		_, err = tx.Exec(ctx, "INSERT INTO pgmigrate.locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = EXCLUDED.org", org)
-		e.opts.Recorder.LockWaited(time.Since(start))
-	}
-	if err == nil && !wait {
-		var tag pgconn.CommandTag
-		tag, err = tx.Exec(ctx, "SELECT FROM pgmigrate.locks WHERE org = $1 FOR UPDATE SKIP LOCKED", org)
-		if err == nil && tag.RowsAffected() == 0 {
+		if wait {
+			e.opts.Recorder.LockWaited(time.Since(start))
+		} else if sqlState(err) == "55P03" {
 			unlock()
 			return nil, nil, nil
 		}

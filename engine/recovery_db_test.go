@@ -1,0 +1,402 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgmigrate/pgmigrate-proxy/internal/pgtest"
+)
+
+// The tests of this file stop an operation after each of its phases, as a
+// crash would (the process abandoning it, its connections killed,
+// PostgreSQL restarted, the process killed with SIGKILL), then let
+// another engine recover, and check that the table, the metadata, the
+// history and verify() agree, and that the same operation run again
+// converges.
+
+// errFault is what the fault hook returns to abandon an operation.
+var errFault = errors.New("fault injected")
+
+// faultCase is an operation on the converge database (newConvergeDB),
+// after setup, and the number of phases its plan has there.
+type faultCase struct {
+	name   string
+	setup  func(t *testing.T, db *testDB)
+	op     Operation
+	model  string
+	phases int
+}
+
+func faultCases() []faultCase {
+	customerRef := &Reference{Table: "customer", Column: "id"}
+	addCustomer := func(t *testing.T, db *testDB) {
+		db.apply(t, "acme", &AddField{Model: "invoice", Field: FieldSpec{Name: "customer", Type: Int}})
+	}
+	return []faultCase{
+		{name: "add unique", model: "invoice", phases: 3,
+			op: &AddField{Model: "invoice", Field: FieldSpec{Name: "code", Type: String, Unique: true}}},
+		{name: "add references", model: "invoice", phases: 3,
+			op: &AddField{Model: "invoice", Field: FieldSpec{Name: "customer", Type: Int, References: customerRef}}},
+		{name: "add unique references", model: "invoice", phases: 5,
+			op: &AddField{Model: "invoice", Field: FieldSpec{Name: "customer", Type: Int, Unique: true, References: customerRef}}},
+		{name: "alter unique", model: "invoice", phases: 2,
+			op: &AlterField{Model: "invoice", Field: FieldSpec{Name: "name", Type: String, Unique: true}}},
+		{name: "alter references", model: "invoice", phases: 2, setup: addCustomer,
+			op: &AlterField{Model: "invoice", Field: FieldSpec{Name: "customer", Type: Int, References: customerRef}}},
+		{name: "alter references elsewhere", model: "invoice", phases: 2,
+			setup: func(t *testing.T, db *testDB) {
+				db.apply(t, "acme", &AddField{Model: "invoice", Field: FieldSpec{Name: "customer", Type: Int, References: customerRef}})
+			},
+			op: &AlterField{Model: "invoice", Field: FieldSpec{Name: "customer", Type: Int, References: &Reference{Table: "invoice", Column: "id"}}}},
+		{name: "alter not null", model: "invoice", phases: 1,
+			op: &AlterField{Model: "invoice", Field: FieldSpec{Name: "name", Type: String, Nullable: nullable(false), Default: json.RawMessage(`"x"`)}}},
+		{name: "add not null", model: "invoice", phases: 1,
+			op: &AddField{Model: "invoice", Field: FieldSpec{Name: "state", Type: String, Nullable: nullable(false), Default: json.RawMessage(`"new"`)}}},
+		{name: "create unique references", model: "line", phases: 1,
+			op: &CreateModel{Model: "line", Fields: []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true},
+				{Name: "code", Type: String, Unique: true}, {Name: "invoice", Type: Int, References: &Reference{Table: "invoice", Column: "id"}}}}},
+		{name: "rename", model: "invoice", phases: 1, op: &RenameField{Model: "invoice", From: "name", To: "title"}},
+		{name: "drop field", model: "invoice", phases: 1, op: &DropField{Model: "invoice", Field: "name"}},
+		{name: "drop model", model: "customer", phases: 1, op: &DropModel{Model: "customer"}},
+	}
+}
+
+// faults stop an operation where the hook runs, and return errFault.
+// After abandon, another engine recovers, as another replica would; after
+// the others, the same engine, whose pool then holds dead connections.
+var faults = []struct {
+	name    string
+	stop    func(t *testing.T, db *testDB) error
+	sameEng bool
+}{
+	{"abandon", func(*testing.T, *testDB) error { return errFault }, false},
+	{"terminate", func(t *testing.T, db *testDB) error {
+		db.exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+		db.pool.Reset()
+		return errFault
+	}, true},
+	{"restart", func(t *testing.T, db *testDB) error {
+		if err := cluster.Kill(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := cluster.Restart(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		db.pool.Reset()
+		return errFault
+	}, true},
+}
+
+func TestRecoveryAfterEachPhase(t *testing.T) {
+	for _, c := range faultCases() {
+		for phase := range c.phases {
+			for _, f := range faults {
+				if f.name == "restart" && c.phases == 1 {
+					continue // nothing committed: a restart adds nothing to abandon
+				}
+				t.Run(fmt.Sprintf("%s/phase %d/%s", c.name, phase, f.name), func(t *testing.T) {
+					db := newFaultDB(t, c)
+					db.engine.fault = faultOnce(phase, func() error { return f.stop(t, db) })
+					if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
+						t.Fatalf("apply: %v, want the fault", err)
+					}
+					recoverer := db.engine
+					if !f.sameEng {
+						recoverer = db.newEngine(t, testOptions())
+					}
+					checkRecovers(t, db, c, phase, recoverer)
+				})
+			}
+		}
+	}
+}
+
+func TestRecoveryAfterSIGKILL(t *testing.T) {
+	for _, c := range faultCases() {
+		for phase := range c.phases {
+			t.Run(fmt.Sprintf("%s/phase %d", c.name, phase), func(t *testing.T) {
+				db := newFaultDB(t, c)
+				runKilledChild(t, db, c.op, phase)
+				checkRecovers(t, db, c, phase, db.newEngine(t, testOptions()))
+			})
+		}
+	}
+}
+
+// faultOnce is a fault hook that runs stop at phase, once.
+func faultOnce(phase int, stop func() error) func(context.Context, string, int) error {
+	var fired bool
+	return func(_ context.Context, _ string, at int) error {
+		if at != phase || fired {
+			return nil
+		}
+		fired = true
+		return stop()
+	}
+}
+
+// newFaultDB is the converge database after c's setup, its engine on a
+// pool of its own.
+func newFaultDB(t *testing.T, c faultCase) *testDB {
+	t.Helper()
+	db := newConvergeDB(t)
+	if c.setup != nil {
+		c.setup(t, db)
+	}
+	db.engine = db.newEngine(t, testOptions())
+	if n := planPhases(t, db, c.op); n != c.phases {
+		t.Fatalf("%s has %d phases here, the case says %d", c.op.Kind(), n, c.phases)
+	}
+	return db
+}
+
+// planPhases counts the phases the engine runs for op now: the plan's,
+// and one more to record it if the last is online.
+func planPhases(t *testing.T, db *testDB, op Operation) int {
+	t.Helper()
+	pc, err := db.engine.acquire(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Release()
+	p, _, err := db.engine.plan(testCtx(t), pc.Conn(), "acme", op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(p.Phases)
+	if n == 0 || p.Phases[n-1].Online {
+		n++
+	}
+	return n
+}
+
+// checkRecovers lets e recover an operation stopped after phase phases,
+// then checks that it is complete (nothing if it stopped before its first
+// phase), that metadata, table, history and verify() agree, and that
+// running it again converges.
+func checkRecovers(t *testing.T, db *testDB, c faultCase, phase int, e *Engine) {
+	t.Helper()
+	ctx := testCtx(t)
+	before := historyRows(t, db, "acme")
+	recoverAll(t, e)
+	wantHistory := before
+	if phase > 0 {
+		wantHistory++
+	}
+	if got := historyRows(t, db, "acme"); got != wantHistory {
+		t.Errorf("history rows after recovery: %d, want %d", got, wantHistory)
+	}
+	r, err := e.Apply(ctx, "acme", c.op)
+	if err != nil {
+		t.Fatalf("re-run: %v", err)
+	}
+	want := Unchanged
+	if phase == 0 {
+		want = Applied
+	}
+	if r.Status != want {
+		t.Errorf("re-run: %s, want %s", r.Status, want)
+	}
+	checkClean(t, db, e, c.model)
+}
+
+// recoverAll runs e's sweep until no intent is left unfinished: a tenant's
+// lock is still held for a moment by the backend of a process just
+// killed.
+func recoverAll(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		n, err := e.RecoverAll(ctx)
+		if err == nil && n == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("recovery: %d unfinished, %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkClean checks that model's metadata and table agree (if it has
+// metadata), that verify() finds nothing and that no intent is left.
+func checkClean(t *testing.T, db *testDB, e *Engine, model string) {
+	t.Helper()
+	if scalar[bool](t, db, "SELECT EXISTS (SELECT 1 FROM pgmigrate.models WHERE org = 'acme' AND model = $1)", model) {
+		checkAgree(t, db, "acme", "acme", model)
+	}
+	drifts, err := e.Verify(testCtx(t), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(drifts) > 0 {
+		t.Errorf("verify: %+v", drifts)
+	}
+	if n := scalar[int](t, db, "SELECT count(*)::int FROM pgmigrate.intents"); n != 0 {
+		t.Errorf("%d intents left", n)
+	}
+}
+
+// The child process of runKilledChild: it applies an operation and kills
+// itself with SIGKILL where the fault hook runs at the phase it is told.
+const childEnv = "PGMIGRATE_ENGINE_TEST_CHILD"
+
+type childOrder struct {
+	DSN   string
+	Kind  string
+	Spec  json.RawMessage
+	Phase int
+}
+
+// runKilledChild applies op in a child process that SIGKILLs itself after
+// phase phases, and waits for it to die so.
+func runKilledChild(t *testing.T, db *testDB, op Operation, phase int) {
+	t.Helper()
+	spec, err := json.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, err := json.Marshal(childOrder{DSN: cluster.DSN(pgtest.Superuser, db.name), Kind: op.Kind(), Spec: spec, Phase: phase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(testCtx(t), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(order))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child: %v, want killed by SIGKILL; output:\n%s", err, out)
+	}
+}
+
+// runChild is the child process's main: it exits 1 if the operation ends
+// at all.
+func runChild(order string) int {
+	var o childOrder
+	if err := json.Unmarshal([]byte(order), &o); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	op, err := decodeOperation(o.Kind, o.Spec)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ConfigurePool(cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	e := New(pool, testOptions())
+	e.fault = func(_ context.Context, _ string, phase int) error {
+		if phase == o.Phase {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil
+	}
+	_, err = e.Apply(context.Background(), "acme", op)
+	fmt.Fprintln(os.Stderr, "operation ended: "+strconv.Quote(fmt.Sprint(err)))
+	return 1
+}
+
+// An intent that can no longer be completed (duplicates arrived in the
+// column of a unique index before it was built) is undone: the column it
+// added is dropped, and no history row is written.
+func TestRecoveryUndoesWhatCannotComplete(t *testing.T) {
+	c := faultCases()[0]
+	db := newFaultDB(t, c)
+	db.engine.fault = faultOnce(1, func() error { return errFault })
+	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
+		t.Fatalf("apply: %v, want the fault", err)
+	}
+	db.exec(t, "UPDATE acme.invoice SET code = 'same'")
+	before := historyRows(t, db, "acme")
+	drifts, err := db.engine.Verify(testCtx(t), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasDrift(drifts, UnfinishedIntent) {
+		t.Errorf("verify before recovery: %+v, want an unfinished intent", drifts)
+	}
+	recoverAll(t, db.newEngine(t, testOptions()))
+	if got := historyRows(t, db, "acme"); got != before {
+		t.Errorf("history rows %d -> %d", before, got)
+	}
+	if findColumn(liveColumns(t, db, "acme", "invoice"), "code") != nil {
+		t.Error("the column of the undone add_field is still there")
+	}
+	checkClean(t, db, db.engine, "invoice")
+	wantApplied(t, db.apply(t, "acme", c.op), "CREATE UNIQUE INDEX CONCURRENTLY")
+	checkClean(t, db, db.engine, "invoice")
+}
+
+// The next command for the tenant, on another engine, recovers its
+// unfinished intent before it runs.
+func TestNextCommandRecoversFirst(t *testing.T) {
+	c := faultCases()[0]
+	db := newFaultDB(t, c)
+	db.engine.fault = faultOnce(2, func() error { return errFault })
+	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
+		t.Fatalf("apply: %v, want the fault", err)
+	}
+	other := db.newEngine(t, testOptions())
+	next := &AddField{Model: "invoice", Field: FieldSpec{Name: "note", Type: String}}
+	if r, err := other.Apply(testCtx(t), "acme", next); err != nil || r.Status != Applied {
+		t.Fatalf("next command: %+v, %v", r, err)
+	}
+	h := history(t, db, "acme")
+	if n := len(h); n < 2 || h[n-2].Field != "code" || h[n-1].Field != "note" {
+		t.Fatalf("history ends %+v, want code's add_field completed, then note's", h[max(0, len(h)-2):])
+	}
+	if m := checkAgree(t, db, "acme", "acme", "invoice"); !m.Field("code").Unique {
+		t.Error("code is not unique after recovery")
+	}
+	checkClean(t, db, other, "invoice")
+}
+
+// A sweep leaves alone a tenant whose lock a running command holds.
+func TestSweepSkipsHeldLock(t *testing.T) {
+	c := faultCases()[0]
+	db := newFaultDB(t, c)
+	db.engine.fault = faultOnce(1, func() error { return errFault })
+	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
+		t.Fatalf("apply: %v, want the fault", err)
+	}
+	lock, unlock, err := db.engine.lockTenant(testCtx(t), "acme", true)
+	if err != nil || lock == nil {
+		t.Fatalf("lock: %v", err)
+	}
+	other := db.newEngine(t, testOptions())
+	if n, err := other.RecoverAll(testCtx(t)); err != nil || n != 1 {
+		t.Errorf("sweep while the lock is held: %d unfinished, %v; want 1", n, err)
+	}
+	unlock()
+	recoverAll(t, other)
+	checkClean(t, db, other, "invoice")
+}
+
+// hasDrift reports whether drifts has one of kind.
+func hasDrift(drifts []Drift, kind string) bool {
+	for _, d := range drifts {
+		if d.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
