@@ -260,13 +260,19 @@ func (e *Engine) admit(ctx context.Context) (release func(), err error) {
 var readOnly = pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}
 
 // poolTx runs fn in a transaction of opts on a connection of the pool.
+// Transient failures (a connection lost, a server shutting down or
+// starting up) are retried, as Apply's are, each time on another
+// connection: the pool drops one that failed, and pings one that has been
+// idle before handing it out.
 func (e *Engine) poolTx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	pc, err := e.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer pc.Release()
-	return e.inTx(ctx, pc.Conn(), opts, fn)
+	return e.retry(ctx, func(int) error {
+		pc, err := e.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer pc.Release()
+		return e.inTx(ctx, pc.Conn(), opts, fn)
+	}, nil)
 }
 
 // inTx runs fn in a transaction of opts on conn, under the engine's
@@ -311,14 +317,10 @@ func (e *Engine) forOrg(ctx context.Context, org string, fn func() error) error 
 	return fn()
 }
 
-// readTx runs fn in a read-only transaction on a connection of the pool,
-// holding org's slot. Transient failures (a connection lost, a server
-// shutting down or starting up) are retried, as Apply's are, each time
-// on a connection the pool checks first.
+// readTx runs fn in a read-only transaction on a connection of the pool
+// (see poolTx), holding org's slot.
 func (e *Engine) readTx(ctx context.Context, org string, fn func(pgx.Tx) error) error {
-	return e.forOrg(ctx, org, func() error {
-		return e.retry(ctx, func(int) error { return e.poolTx(ctx, readOnly, fn) }, nil)
-	})
+	return e.forOrg(ctx, org, func() error { return e.poolTx(ctx, readOnly, fn) })
 }
 
 // tenantLocks hold a slot per org with a call in flight (see forOrg).

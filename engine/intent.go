@@ -243,16 +243,14 @@ func (e *Engine) RecoverAll(ctx context.Context) (unfinished int, err error) {
 		return 0, err
 	}
 	var orgs []string
-	err = e.retry(ctx, func(int) error {
-		return e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, "SELECT DISTINCT org FROM pgmigrate.intents ORDER BY org")
-			if err != nil {
-				return err
-			}
-			orgs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	err = e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT DISTINCT org FROM pgmigrate.intents ORDER BY org")
+		if err != nil {
 			return err
-		})
-	}, nil)
+		}
+		orgs, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}

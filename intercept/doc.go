@@ -32,7 +32,8 @@
 // every tenant's, for org => '*') in a span of its own, under the command
 // deadline and acting as the session's user, and encoded
 // as RowDescription, DataRows and CommandComplete, or as the one
-// ErrorResponse that ErrorResponse builds.
+// ErrorResponse that ErrorResponse builds. Handler.Observe, if set, hears
+// each command's procedure, status and duration, for metrics.
 //
 // Parse and Bind report problems as *Error, which carries the SQLSTATE,
 // message, DETAIL and HINT of a PostgreSQL ErrorResponse: 42601 for a

@@ -106,6 +106,7 @@ func execute(ctx context.Context, eng *engine.Engine, route policy.Route, call *
 		row = append(row, nullIfEmpty(res.Login), nullIfEmpty(res.Password))
 	}
 	rs.add(row...)
+	rs.status = res.Status
 	return rs, nil
 }
 
@@ -193,6 +194,9 @@ const timestampText = "2006-01-02 15:04:05.999999Z07"
 type resultSet struct {
 	cols []column
 	rows [][]*string
+	// status is the engine's status of a schema change of one tenant;
+	// empty for the other commands.
+	status engine.Status
 }
 
 // add appends a row; each value is a string, a *string, or nil for NULL.

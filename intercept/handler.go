@@ -43,6 +43,12 @@ type Handler struct {
 	TracerProvider trace.TracerProvider
 	// Logger receives a line per audited DDL statement; nil discards them.
 	Logger *slog.Logger
+	// Observe hears each migrate command that ran (one parsed and bound):
+	// its procedure, its status (the engine's applied, unchanged or
+	// planned for a schema change of one tenant; ok for a read, a posture
+	// check or org => '*'; error when it failed), the SQLSTATE of an error
+	// ("" otherwise) and how long it took. Nil means none.
+	Observe func(procedure, status, sqlstate string, d time.Duration)
 
 	auditMu      sync.Mutex
 	audits       int                    // audit records queued
@@ -244,6 +250,7 @@ func (h *Handler) record(ctx context.Context, sess Session, text string) {
 // sqlcommenter traceparent, if any) and under the command deadline, and
 // returns its rows.
 func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Call) (*resultSet, error) {
+	start := time.Now()
 	if tp := cmd.Traceparent; tp != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
 	}
@@ -269,7 +276,23 @@ func (h *Handler) call(ctx context.Context, sess Session, cmd *Command, call *Ca
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}
+	h.observe(call.Proc, rs, err, time.Since(start))
 	return rs, err
+}
+
+// observe tells Observe, if set, of a command that ran.
+func (h *Handler) observe(proc string, rs *resultSet, err error, d time.Duration) {
+	if h.Observe == nil {
+		return
+	}
+	status, sqlstate := "ok", ""
+	switch {
+	case err != nil:
+		status, sqlstate = "error", sqlState(err)
+	case rs.status != "":
+		status = string(rs.status)
+	}
+	h.Observe(proc, status, sqlstate, d)
 }
 
 // canceled is the error of a command whose context ended: its client

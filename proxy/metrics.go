@@ -2,15 +2,18 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Metrics counts what the server does. All fields are safe for concurrent
-// use; the zero value is ready.
+// use; the zero value is ready. It is a prometheus.Collector that reads the
+// fields when scraped, so updating them costs no more than an atomic add.
 type Metrics struct {
 	ClientConns           atomic.Int64 // open client connections
 	ClientConnsTotal      atomic.Int64 // client connections accepted
@@ -19,28 +22,39 @@ type Metrics struct {
 	UpstreamConnectErrors atomic.Int64 // failed upstream connection attempts
 }
 
-// WriteTo writes m in the Prometheus text exposition format.
-func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
-	n, err := fmt.Fprintf(w, `# HELP pgmigrate_client_connections Open client connections.
-# TYPE pgmigrate_client_connections gauge
-pgmigrate_client_connections %d
-# HELP pgmigrate_client_connections_total Client connections accepted.
-# TYPE pgmigrate_client_connections_total counter
-pgmigrate_client_connections_total %d
-# HELP pgmigrate_relayed_bytes_total Bytes relayed, by direction.
-# TYPE pgmigrate_relayed_bytes_total counter
-pgmigrate_relayed_bytes_total{direction="client_to_upstream"} %d
-pgmigrate_relayed_bytes_total{direction="upstream_to_client"} %d
-# HELP pgmigrate_upstream_connect_errors_total Failed upstream connection attempts.
-# TYPE pgmigrate_upstream_connect_errors_total counter
-pgmigrate_upstream_connect_errors_total %d
-`, m.ClientConns.Load(), m.ClientConnsTotal.Load(), m.BytesFromClients.Load(), m.BytesFromUpstreams.Load(), m.UpstreamConnectErrors.Load())
-	return int64(n), err
+// The series of Metrics.
+var (
+	clientConnsDesc = prometheus.NewDesc("pgmigrate_client_connections",
+		"Open client connections.", nil, nil)
+	clientConnsTotalDesc = prometheus.NewDesc("pgmigrate_client_connections_total",
+		"Client connections accepted.", nil, nil)
+	relayedBytesDesc = prometheus.NewDesc("pgmigrate_relayed_bytes_total",
+		"Bytes relayed, by direction.", []string{"direction"}, nil)
+	upstreamConnectErrorsDesc = prometheus.NewDesc("pgmigrate_upstream_connect_errors_total",
+		"Failed upstream connection attempts.", nil, nil)
+)
+
+// Describe sends the descriptors of m's series.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- clientConnsDesc
+	ch <- clientConnsTotalDesc
+	ch <- relayedBytesDesc
+	ch <- upstreamConnectErrorsDesc
+}
+
+// Collect sends m's series with their current values.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(clientConnsDesc, prometheus.GaugeValue, float64(m.ClientConns.Load()))
+	ch <- prometheus.MustNewConstMetric(clientConnsTotalDesc, prometheus.CounterValue, float64(m.ClientConnsTotal.Load()))
+	ch <- prometheus.MustNewConstMetric(relayedBytesDesc, prometheus.CounterValue, float64(m.BytesFromClients.Load()), "client_to_upstream")
+	ch <- prometheus.MustNewConstMetric(relayedBytesDesc, prometheus.CounterValue, float64(m.BytesFromUpstreams.Load()), "upstream_to_client")
+	ch <- prometheus.MustNewConstMetric(upstreamConnectErrorsDesc, prometheus.CounterValue, float64(m.UpstreamConnectErrors.Load()))
 }
 
 // AdminHandler serves /healthz (the process is up), /readyz (ready reports
-// no error) and /metrics (m).
-func AdminHandler(m *Metrics, ready func(context.Context) error) http.Handler {
+// no error) and /metrics (what metrics gathers, in the format the scraper
+// asks for).
+func AdminHandler(metrics prometheus.Gatherer, ready func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -54,9 +68,6 @@ func AdminHandler(m *Metrics, ready func(context.Context) error) http.Handler {
 		}
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		m.WriteTo(w)
-	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -24,13 +24,15 @@ const poolConns = 2*8 + 4
 // that database.
 type engines struct {
 	opts engine.Options
+	// recorder makes the Recorder of the engine of an upstream database.
+	recorder func(upstream, database string) engine.Recorder
 
 	mu    sync.Mutex
 	byKey map[string]*engine.Engine
 	pools []*pgxpool.Pool
 }
 
-func newEngines(cfg *policy.Config, log *slog.Logger) *engines {
+func newEngines(cfg *policy.Config, log *slog.Logger, recorder func(upstream, database string) engine.Recorder) *engines {
 	return &engines{
 		opts: engine.Options{
 			LockTimeout:      cfg.Engine.LockTimeout,
@@ -39,7 +41,8 @@ func newEngines(cfg *policy.Config, log *slog.Logger) *engines {
 			Retry:            engine.Retry{MaxAttempts: cfg.Engine.Retry.MaxAttempts, Delay: cfg.Engine.Retry.Delay, MaxDelay: cfg.Engine.Retry.MaxDelay},
 			Logger:           log,
 		},
-		byKey: map[string]*engine.Engine{},
+		recorder: recorder,
+		byKey:    map[string]*engine.Engine{},
 	}
 }
 
@@ -64,13 +67,31 @@ func (e *engines) get(route policy.Route) (*engine.Engine, error) {
 		return nil, fmt.Errorf("upstream %q: %w", route.Upstream.Name, err)
 	}
 	e.pools = append(e.pools, pool)
-	eng := engine.New(pool, e.opts)
+	opts := e.opts
+	opts.Recorder = e.recorder(route.Upstream.Name, route.Database)
+	eng := engine.New(pool, opts)
 	e.byKey[key] = eng
+	go eng.Sweep(sweepEvery)
 	return eng, nil
 }
 
-// close closes every pool.
+// sweepEvery is how often each engine looks for intents that no command
+// is finishing (an engine sweeps once when it is made, too).
+const sweepEvery = time.Minute
+
+// stop stops every engine's sweeps and undoing (see engine.Close), so that
+// migrations still running are left to the next recovery.
+func (e *engines) stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, eng := range e.byKey {
+		eng.Close()
+	}
+}
+
+// close stops every engine and closes every pool.
 func (e *engines) close() {
+	e.stop()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, p := range e.pools {

@@ -15,7 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/pgmigrate/pgmigrate-proxy/intercept"
+	"github.com/pgmigrate/pgmigrate-proxy/metrics"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 	"github.com/pgmigrate/pgmigrate-proxy/proxy"
 )
@@ -163,7 +167,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer cancel()
 		stopTracing(flushCtx)
 	}()
-	engs := newEngines(cfg, log)
+	proxyMetrics := &proxy.Metrics{}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), proxyMetrics)
+	migrations := metrics.New(reg)
+	engs := newEngines(cfg, log, migrations.Recorder)
 	defer engs.close()
 	migrator := &intercept.Handler{
 		Engine:         engs.get,
@@ -172,6 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Tenants:        router.Tenants,
 		CommandTimeout: cfg.Engine.CommandTimeout,
 		Logger:         log,
+		Observe:        migrations.Command,
 	}
 	// Both addresses are bound before anything connects upstream, so that
 	// no outgoing connection's port can take one of them.
@@ -186,11 +195,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 	}
-	metrics := &proxy.Metrics{}
 	prov := newProvisioner(engs, router, log)
 	if aln != nil {
 		ready := func(ctx context.Context) error { return errors.Join(prov.ready(), router.CheckUpstreams(ctx)) }
-		admin := &http.Server{Handler: proxy.AdminHandler(metrics, ready), ReadHeaderTimeout: 5 * time.Second}
+		admin := &http.Server{Handler: proxy.AdminHandler(reg, ready), ReadHeaderTimeout: 5 * time.Second}
 		go admin.Serve(aln)
 		defer admin.Close()
 	}
@@ -204,7 +212,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxMessageSize: cfg.Limits.MaxMessageSize,
 		MaxClientConns: cfg.Limits.MaxClientConns,
 		Logger:         log,
-		Metrics:        metrics,
+		Metrics:        proxyMetrics,
 		Migrator:       migrator,
 	})
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
@@ -225,6 +233,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		case <-ctx.Done():
 			log.Info("shutting down", "drain_timeout", cfg.DrainTimeout.String())
 			drainCtx, cancel := context.WithTimeout(serveCtx, cfg.DrainTimeout)
+			// Past the drain timeout, sessions are closed and the
+			// migrations they ran left to the next recovery.
+			context.AfterFunc(drainCtx, engs.stop)
 			srv.Shutdown(drainCtx)
 			cancel()
 			<-served
