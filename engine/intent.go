@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -234,7 +235,8 @@ func (e *Engine) abandon(ctx context.Context, conn *pgx.Conn, in *intent) error 
 }
 
 // RecoverAll finishes or undoes the unfinished intents of every tenant of
-// the engine's database whose lock no command holds (see recoverOrg), and
+// the engine's database whose lock no command holds (see recoverOrg),
+// several tenants at once, and
 // returns how many intents are left unfinished, which it also reports to
 // the Recorder. A tenant whose lock is held is left to its holder, which
 // recovers its intents before running anything else.
@@ -254,12 +256,25 @@ func (e *Engine) RecoverAll(ctx context.Context) (unfinished int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	var errs []error
+	// As many tenants at once as Apply attempts may run (see admit).
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, cap(e.admitted))
+	)
 	for _, org := range orgs {
-		if err := e.recoverIdle(ctx, org); err != nil {
-			errs = append(errs, fmt.Errorf("org %q: %w", org, err))
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := e.recoverIdle(ctx, org); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("org %q: %w", org, err))
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	err = e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, "SELECT count(*) FROM pgmigrate.intents").Scan(&unfinished)
 	})

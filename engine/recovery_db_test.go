@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -334,7 +335,13 @@ func TestRecoveryUndoesWhatCannotComplete(t *testing.T) {
 	if !hasDrift(drifts, UnfinishedIntent) {
 		t.Errorf("verify before recovery: %+v, want an unfinished intent", drifts)
 	}
-	recoverAll(t, db.newEngine(t, testOptions()))
+	rec := &countingRecorder{unfinished: -1}
+	opts := testOptions()
+	opts.Recorder = rec
+	recoverAll(t, db.newEngine(t, opts))
+	if rec.recovered[RecoveryUndone] != 1 || rec.unfinished != 0 {
+		t.Errorf("recorder heard %d undone recoveries, %d unfinished; want 1 and 0", rec.recovered[RecoveryUndone], rec.unfinished)
+	}
 	if got := historyRows(t, db, "acme"); got != before {
 		t.Errorf("history rows %d -> %d", before, got)
 	}
@@ -355,7 +362,10 @@ func TestNextCommandRecoversFirst(t *testing.T) {
 	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
 		t.Fatalf("apply: %v, want the fault", err)
 	}
-	other := db.newEngine(t, testOptions())
+	rec := &countingRecorder{}
+	opts := testOptions()
+	opts.Recorder = rec
+	other := db.newEngine(t, opts)
 	next := &AddField{Model: "invoice", Field: FieldSpec{Name: "note", Type: String}}
 	if r, err := other.Apply(testCtx(t), "acme", next); err != nil || r.Status != Applied {
 		t.Fatalf("next command: %+v, %v", r, err)
@@ -368,6 +378,48 @@ func TestNextCommandRecoversFirst(t *testing.T) {
 		t.Error("code is not unique after recovery")
 	}
 	checkClean(t, db, other, "invoice")
+	if rec.recovered[RecoveryCompleted] != 1 || rec.lockWaits != 1 {
+		t.Errorf("recorder heard %d completed recoveries and %d lock waits, want 1 and 1", rec.recovered[RecoveryCompleted], rec.lockWaits)
+	}
+}
+
+// countingRecorder counts what an engine reports.
+type countingRecorder struct {
+	mu         sync.Mutex
+	lockWaits  int
+	retries    map[string]int
+	recovered  map[string]int
+	unfinished int
+}
+
+func (r *countingRecorder) LockWaited(time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lockWaits++
+}
+
+func (r *countingRecorder) Retried(sqlstate string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.retries == nil {
+		r.retries = map[string]int{}
+	}
+	r.retries[sqlstate]++
+}
+
+func (r *countingRecorder) Recovered(outcome string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.recovered == nil {
+		r.recovered = map[string]int{}
+	}
+	r.recovered[outcome]++
+}
+
+func (r *countingRecorder) Unfinished(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unfinished = n
 }
 
 // A sweep leaves alone a tenant whose lock a running command holds.

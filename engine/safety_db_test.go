@@ -128,7 +128,10 @@ const lockInvoice = "LOCK TABLE acme.invoice IN ACCESS SHARE MODE"
 var addAmount = &AddField{Model: "invoice", Field: FieldSpec{Name: "amount", Type: Int}}
 
 func TestLockTimeoutRetriedUntilBlockerLeaves(t *testing.T) {
-	db := newInvoiceDB(t, blockedOptions())
+	rec := &countingRecorder{}
+	opts := blockedOptions()
+	opts.Recorder = rec
+	db := newInvoiceDB(t, opts)
 	b := newBlocker(t, db, lockInvoice)
 	released := b.releaseAfter(500 * time.Millisecond)
 
@@ -142,6 +145,9 @@ func TestLockTimeoutRetriedUntilBlockerLeaves(t *testing.T) {
 	wantApplied(t, r, "ADD COLUMN")
 	if r.Attempts < 2 {
 		t.Errorf("attempts %d, want more than one behind the blocker", r.Attempts)
+	}
+	if rec.retries["55P03"] != r.Attempts-1 {
+		t.Errorf("recorder heard retries %v, want %d of 55P03", rec.retries, r.Attempts-1)
 	}
 	if cols := columnNames(t, db, "acme", "invoice"); !slices.Equal(cols, []string{"id", "name", "amount"}) {
 		t.Errorf("columns %v", cols)
