@@ -530,3 +530,37 @@ func TestReadsRetryLostConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestAddFieldAdoptsHandmadeConstraints: a column made by hand with a
+// unique constraint and a foreign key, under the engine's names or others,
+// that match the spec is adopted like a bare column.
+func TestAddFieldAdoptsHandmadeConstraints(t *testing.T) {
+	for _, tc := range []struct{ name, ddl string }{
+		{"engine's names", "ALTER TABLE acme.items ADD COLUMN owner int UNIQUE REFERENCES acme.owners (id) ON DELETE RESTRICT"},
+		{"own names", "ALTER TABLE acme.items ADD COLUMN owner int CONSTRAINT one_owner UNIQUE CONSTRAINT owned_by REFERENCES acme.owners (id) ON DELETE RESTRICT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := newTestDB(t, testOptions(), "acme")
+			id := []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true}}
+			db.apply(t, "acme", &CreateModel{Model: "owners", Fields: id})
+			db.apply(t, "acme", &CreateModel{Model: "items", Fields: id})
+			db.exec(t, "INSERT INTO acme.owners VALUES (1); INSERT INTO acme.items VALUES (1)")
+			db.exec(t, tc.ddl)
+			f, err := ParseField([]byte(`{"name":"owner","type":"Int","unique":true,"references":{"table":"owners","column":"id","onDelete":"RESTRICT"}}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := &AddField{Model: "items", Field: f}
+			r := db.apply(t, "acme", op)
+			if r.Status != Unchanged || len(r.Statements) != 0 {
+				t.Fatalf("add_field of the hand-made column: %+v, want unchanged without statements", r)
+			}
+			checkLastHistory(t, db, "acme", 3, op, r)
+			checkAgree(t, db, "acme", "acme", "items")
+			if drifts, err := db.engine.Verify(testCtx(t), "acme"); err != nil || len(drifts) != 0 {
+				t.Errorf("verify after adoption: %+v (%v)", drifts, err)
+			}
+			wantUnchanged(t, db, "acme", op)
+		})
+	}
+}

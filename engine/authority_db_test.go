@@ -939,11 +939,12 @@ func TestTenantLockLostIsNotCommittedOver(t *testing.T) {
 		done <- r
 	}()
 	ctx := testCtx(t)
-	// Once the attempt waits for the table, end the lock's connection.
+	// Once the attempt waits for the table, end the lock's connection:
+	// the one idle in a transaction that wrote (the lock's row).
 	for ended := false; !ended; time.Sleep(10 * time.Millisecond) {
 		if err := blocker.conn.QueryRow(ctx, `SELECT count(pg_catalog.pg_terminate_backend(l.pid)) > 0
 FROM pg_catalog.pg_stat_activity l
-WHERE l.query LIKE 'INSERT INTO pgmigrate.locks%' AND l.datname = current_database()
+WHERE l.state = 'idle in transaction' AND l.backend_xid IS NOT NULL AND l.datname = current_database()
   AND EXISTS (SELECT FROM pg_catalog.pg_locks w WHERE w.relation = 'acme.items'::regclass AND NOT w.granted)`).Scan(&ended); err != nil {
 			t.Fatal(err)
 		}

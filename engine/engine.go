@@ -221,6 +221,17 @@ func (e *Engine) set(command string) string {
 	return b.String()
 }
 
+// setConfig renders settings as one statement that sets them for the
+// transaction (set_config, as SET LOCAL does).
+func setConfig(settings []setting) (sql string, args []any) {
+	calls := make([]string, len(settings))
+	for i, s := range settings {
+		calls[i] = fmt.Sprintf("pg_catalog.set_config($%d, $%d, true)", 2*i+1, 2*i+2)
+		args = append(args, s.name, s.value)
+	}
+	return "SELECT " + strings.Join(calls, ", "), args
+}
+
 func (e *Engine) reset() string {
 	var b strings.Builder
 	for _, s := range e.settings() {

@@ -161,7 +161,7 @@ func decodeOperation(kind string, spec []byte) (Operation, error) {
 // conflict with a change made meanwhile), is undone with the statements
 // it recorded. A transient failure is returned, and the intent is left for
 // the next try.
-func (e *Engine) recoverOrg(ctx context.Context, lock pgx.Tx, conn *pgx.Conn, org string, skip pgtype.UUID) error {
+func (e *Engine) recoverOrg(ctx context.Context, lock, conn *pgx.Conn, org string, skip pgtype.UUID) error {
 	intents, err := loadIntents(ctx, conn, org, skip)
 	if err != nil {
 		return err
@@ -175,7 +175,7 @@ func (e *Engine) recoverOrg(ctx context.Context, lock pgx.Tx, conn *pgx.Conn, or
 }
 
 // recoverIntent completes or undoes in (see recoverOrg).
-func (e *Engine) recoverIntent(ctx context.Context, lock pgx.Tx, conn *pgx.Conn, in *intent) error {
+func (e *Engine) recoverIntent(ctx context.Context, lock, conn *pgx.Conn, in *intent) error {
 	ctx = WithActor(ctx, in.actor.user, in.actor.application)
 	outcome := RecoveryUndone
 	if in.undoing {
@@ -212,7 +212,14 @@ func (e *Engine) abandon(ctx context.Context, conn *pgx.Conn, in *intent) error 
 	in.undoing = true
 	var errs []error
 	for _, sql := range in.undo {
-		if err := e.undoOne(ctx, conn, sql); err != nil {
+		err := e.undoOne(ctx, conn, sql)
+		switch code := sqlState(err); {
+		case err == nil:
+		case code == "42P01" || code == "42809":
+			// The table is gone, or the name is now another kind of
+			// object's: nothing of the operation's is left to undo.
+			e.log.Warn("nothing to undo", keyError, err.Error(), keyStatement, sql)
+		default:
 			e.log.Error("undo failed", keyError, err.Error(), keyStatement, sql)
 			errs = append(errs, err)
 		}
@@ -291,7 +298,7 @@ func (e *Engine) recoverIdle(ctx context.Context, org string) error {
 		return err
 	}
 	defer release()
-	lock, unlock, err := e.lockTenant(ctx, org, false)
+	lock, _, unlock, err := e.lockTenant(ctx, org, false)
 	if err != nil || lock == nil {
 		return err
 	}

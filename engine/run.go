@@ -156,7 +156,7 @@ func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(
 		return err
 	}
 	defer release()
-	lock, unlock, err := e.lockTenant(ctx, in.org, true)
+	lock, unfinished, unlock, err := e.lockTenant(ctx, in.org, true)
 	if err != nil {
 		return err
 	}
@@ -167,8 +167,10 @@ func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(
 	}
 	defer pc.Release()
 	conn := pc.Conn()
-	if err := e.recoverOrg(ctx, lock, conn, in.org, in.id); err != nil {
-		return err
+	if unfinished {
+		if err := e.recoverOrg(ctx, lock, conn, in.org, in.id); err != nil {
+			return err
+		}
 	}
 	if r.Attempts > 1 && e.committed(ctx, in.id) {
 		// A recovery completed it while this Apply waited to retry.
@@ -183,7 +185,7 @@ func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(
 // journaled if it has several phases or in has a row already, the row
 // closed in the transaction of the last phase. A failure for which final
 // is true undoes what committed.
-func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock pgx.Tx, conn *pgx.Conn, in *intent, r *Result, final func(error) bool) error {
+func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock, conn *pgx.Conn, in *intent, r *Result, final func(error) bool) error {
 	fail := func(err error) error {
 		if final(err) {
 			if undoErr := e.abandon(ctx, conn, in); undoErr != nil && in.journaled {
@@ -294,7 +296,7 @@ func (e *Engine) runOnline(ctx context.Context, conn *pgx.Conn, in *intent, p *P
 // finish is the end of the last phase's transaction: the operation's
 // recheck, the check that the tenant's lock is still held, the metadata,
 // the history row and, if close, the deletion of the intent's row.
-func (e *Engine) finish(ctx context.Context, tx, lock pgx.Tx, in *intent, p *Plan, s *State, r *Result, close bool) error {
+func (e *Engine) finish(ctx context.Context, tx pgx.Tx, lock *pgx.Conn, in *intent, p *Plan, s *State, r *Result, close bool) error {
 	if c, ok := in.op.(rechecker); ok {
 		if err := c.recheck(ctx, tx, s); err != nil {
 			return err
@@ -324,47 +326,68 @@ func (e *Engine) faultAt(ctx context.Context, kind string, phase int) error {
 }
 
 // lockTenant takes the tenant's lock: the org's row of pgmigrate.locks,
-// inserted or updated by a transaction on a connection of its own that
-// stays open until unlock rolls it back. Waiting for it is bounded by the
-// lock timeout (55P03, retried), and reported to the Recorder. Tenant
+// inserted or updated by a transaction on a connection of its own (lock)
+// that stays open until unlock rolls it back. Waiting for it is bounded by
+// the lock timeout (55P03, retried), and reported to the Recorder. Tenant
 // roles have no access to schema pgmigrate, so unlike an advisory lock
-// they can neither take the lock nor hold it. Without wait, a lock that
-// is held is not waited for (only 10ms), and lock is nil.
-func (e *Engine) lockTenant(ctx context.Context, org string, wait bool) (lock pgx.Tx, unlock func(), err error) {
+// they can neither take the lock nor hold it. unfinished says whether the
+// org has unfinished intents, as seen once the lock is held. Without
+// wait, a lock that is held is not waited for (only 10ms), and lock is
+// nil.
+//
+// The transaction's BEGIN, its settings, the lock and the look for
+// intents go to the server in one round trip.
+func (e *Engine) lockTenant(ctx context.Context, org string, wait bool) (lock *pgx.Conn, unfinished bool, unlock func(), err error) {
 	pc, err := e.acquire(ctx)
 	if err != nil {
-		return nil, nil, err
-	}
-	tx, err := pc.Begin(ctx)
-	if err != nil {
-		pc.Release()
-		return nil, nil, err
+		return nil, false, nil, err
 	}
 	unlock = func() {
-		tx.Rollback(context.WithoutCancel(ctx))
+		pc.Conn().Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		pc.Release()
 	}
+	settings := e.settings()
+	if !wait {
+		settings[slices.IndexFunc(settings, func(s setting) bool { return s.name == "lock_timeout" })].value = "10"
+	}
+	set, args := setConfig(settings)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(set, args...)
+	b.Queue("INSERT INTO pgmigrate.locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = EXCLUDED.org", org)
+	b.Queue("SELECT EXISTS (SELECT FROM pgmigrate.intents WHERE org = $1)", org)
 	// The transaction idles while the attempt works: a server-wide
-	// idle_in_transaction_session_timeout must not end it.
-	_, err = tx.Exec(ctx, e.set("SET LOCAL")+"SET LOCAL idle_in_transaction_session_timeout = 0")
-	if err == nil && !wait {
-		_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = '10ms'")
+	// idle_in_transaction_session_timeout must not end it. This comes
+	// last so that the open portal it leaves holds no snapshot, which
+	// would keep CREATE INDEX CONCURRENTLY waiting.
+	b.Queue("SET LOCAL idle_in_transaction_session_timeout = 0")
+	start := time.Now()
+	br := pc.Conn().SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		_, err = br.Exec()
 	}
 	if err == nil {
-		start := time.Now()
-		_, err = tx.Exec(ctx, "INSERT INTO pgmigrate.locks (org) VALUES ($1) ON CONFLICT (org) DO UPDATE SET org = EXCLUDED.org", org)
+		_, err = br.Exec()
 		if wait {
 			e.opts.Recorder.LockWaited(time.Since(start))
-		} else if sqlState(err) == "55P03" {
-			unlock()
-			return nil, nil, nil
 		}
 	}
+	if err == nil {
+		err = br.QueryRow().Scan(&unfinished)
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	err = errors.Join(err, br.Close())
 	if err != nil {
 		unlock()
-		return nil, nil, err
+		if !wait && sqlState(err) == "55P03" {
+			return nil, false, nil, nil
+		}
+		return nil, false, nil, err
 	}
-	return tx, unlock, nil
+	return pc.Conn(), unfinished, unlock, nil
 }
 
 // record writes the metadata change and the history row.
