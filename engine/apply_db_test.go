@@ -495,15 +495,7 @@ func TestAddFieldAdoptsHandmadeColumn(t *testing.T) {
 	db := newTestDB(t, testOptions(), "acme")
 	db.apply(t, "acme", &CreateModel{Model: "items", Fields: []FieldSpec{{Name: "id", Type: Int, PrimaryKey: true}}})
 	db.exec(t, "ALTER TABLE acme.items ADD COLUMN handmade int")
-	f, err := ParseField([]byte(`{"name":"handmade","type":"Int"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := &AddField{Model: "items", Field: f}
-	r := db.apply(t, "acme", op)
-	if r.Status != Unchanged || len(r.Statements) != 0 {
-		t.Fatalf("add_field of the hand-made column: %+v, want unchanged without statements", r)
-	}
+	op, r := adoptField(t, db, `{"name":"handmade","type":"Int"}`)
 	m, err := db.engine.Describe(testCtx(t), "acme", "items")
 	if err != nil || m.Field("handmade") == nil {
 		t.Fatalf("metadata after adoption: %+v (%v)", m, err)
@@ -546,15 +538,7 @@ func TestAddFieldAdoptsHandmadeConstraints(t *testing.T) {
 			db.apply(t, "acme", &CreateModel{Model: "items", Fields: id})
 			db.exec(t, "INSERT INTO acme.owners VALUES (1); INSERT INTO acme.items VALUES (1)")
 			db.exec(t, tc.ddl)
-			f, err := ParseField([]byte(`{"name":"owner","type":"Int","unique":true,"references":{"table":"owners","column":"id","onDelete":"RESTRICT"}}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			op := &AddField{Model: "items", Field: f}
-			r := db.apply(t, "acme", op)
-			if r.Status != Unchanged || len(r.Statements) != 0 {
-				t.Fatalf("add_field of the hand-made column: %+v, want unchanged without statements", r)
-			}
+			op, r := adoptField(t, db, `{"name":"owner","type":"Int","unique":true,"references":{"table":"owners","column":"id","onDelete":"RESTRICT"}}`)
 			checkLastHistory(t, db, "acme", 3, op, r)
 			checkAgree(t, db, "acme", "acme", "items")
 			if drifts, err := db.engine.Verify(testCtx(t), "acme"); err != nil || len(drifts) != 0 {
@@ -563,4 +547,20 @@ func TestAddFieldAdoptsHandmadeConstraints(t *testing.T) {
 			wantUnchanged(t, db, "acme", op)
 		})
 	}
+}
+
+// adoptField applies add_field of spec to acme's items, whose column was
+// made by hand, and checks that it is adopted: unchanged, no statements.
+func adoptField(t *testing.T, db *testDB, spec string) (*AddField, Result) {
+	t.Helper()
+	f, err := ParseField([]byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &AddField{Model: "items", Field: f}
+	r := db.apply(t, "acme", op)
+	if r.Status != Unchanged || len(r.Statements) != 0 {
+		t.Fatalf("add_field of the hand-made column: %+v, want unchanged without statements", r)
+	}
+	return op, r
 }

@@ -24,20 +24,35 @@
 //     attempt holds two connections, so an engine runs at most half its
 //     pool's worth of attempts at once, and the others wait before they
 //     take any;
-//  2. the state is read from the live catalog, so drift made by hand is
+//  2. the tenant's unfinished intents (see below) are completed or undone;
+//  3. the state is read from the live catalog, so drift made by hand is
 //     seen: a spec already in place is Unchanged, a different one a typed
 //     conflict error, and what a run stopped between phases left (a
 //     column without its unique constraint or foreign key, an engine-named
 //     index invalid or unattached, a foreign key NOT VALID) is finished;
-//  3. each Phase of the plan runs in a transaction with SET LOCAL
+//  4. each Phase of the plan runs in a transaction with SET LOCAL
 //     lock_timeout (or, for CREATE INDEX CONCURRENTLY, on its own), the
 //     last one together with the metadata change and a history row, so DDL
 //     and metadata commit together or not at all;
-//  4. transient failures (55P03, 40P01, 40001, 55006, 57P01, 57P02, 57P03,
+//  5. transient failures (55P03, 40P01, 40001, 55006, 57P01, 57P02, 57P03,
 //     53300, no free connection in the pool within Options.AcquireTimeout,
-//     a lost connection) are retried from step 1 after undoing any phase that had
-//     committed, with exponential backoff and jitter; a COMMIT whose answer
-//     was lost is resolved by looking for the history row.
+//     a lost connection) are retried from step 1, with exponential backoff
+//     and jitter: the next attempt plans again from the live state, so it
+//     goes on from the phases that committed; a failure that is not
+//     retried undoes them. A COMMIT whose answer was lost is resolved by
+//     looking for the history row.
+//
+// Crash safety. A plan of several phases is journaled in
+// pgmigrate.intents (intent.go): its row, written with the first phase
+// (or before it, for an online one), records the operation, the plan, the
+// phases committed and the statements that undo them, and is deleted with
+// the last phase. Whoever next takes the tenant's lock (an Apply on any
+// engine, or the sweep each engine runs at start and every minute) finds
+// the row of an operation that stopped half-way, whatever stopped it, and
+// completes it by planning it again from the live state, or undoes it if
+// it had failed or can no longer complete. Verify lists the rows not
+// closed yet. A test hook (Engine.fault) stops operations after any phase,
+// so that the tests can crash them there.
 //
 // Tenant authority. The tenant boundary is PostgreSQL's own privileges. The
 // engine's role (the pool's user; CREATEROLE and the ownership of the
@@ -61,7 +76,7 @@
 // records.
 //
 // The metadata catalog lives in schema pgmigrate of the database (tenants,
-// models, fields, history, locks, version), closed to PUBLIC, and is
+// models, fields, history, locks, intents, version), closed to PUBLIC, and is
 // created or upgraded by Init, under a lock on pgmigrate.version, which
 // Apply and Plan call on first use.
 //
@@ -70,10 +85,12 @@
 // SQLState method and, where useful, Detail and Hint; PostgreSQL's own
 // errors arrive as *pgconn.PgError.
 //
-// The engine logs each applied change and each retry to Options.Logger, in
-// the seed engine's shape ("ALTER TABLE ADD COLUMN" with org, table,
-// fields, duration_ms, attempt, applied_by, trace_id), and makes
-// OpenTelemetry spans: one per operation, one per attempt and one per
-// statement, with the stable database semantic conventions. A login
-// role's password shows in none of them, nor in results or history.
+// The engine logs each applied change, retry and recovery to
+// Options.Logger, in the seed engine's shape ("ALTER TABLE ADD COLUMN"
+// with org, table, fields, duration_ms, attempt, applied_by, trace_id),
+// reports lock waits, retries and intents to Options.Recorder (for
+// metrics), and makes OpenTelemetry spans: one per operation, one per
+// attempt and one per statement, with the stable database semantic
+// conventions. A login role's password shows in none of them, nor in
+// results or history.
 package engine

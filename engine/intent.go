@@ -293,22 +293,9 @@ func (e *Engine) RecoverAll(ctx context.Context) (unfinished int, err error) {
 
 // recoverIdle recovers org's intents if no command holds its lock.
 func (e *Engine) recoverIdle(ctx context.Context, org string) error {
-	release, err := e.admit(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	lock, _, unlock, err := e.lockTenant(ctx, org, false)
-	if err != nil || lock == nil {
-		return err
-	}
-	defer unlock()
-	pc, err := e.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer pc.Release()
-	return e.recoverOrg(ctx, lock, pc.Conn(), org, pgtype.UUID{})
+	return e.locked(ctx, org, false, func(lock, conn *pgx.Conn, _ bool) error {
+		return e.recoverOrg(ctx, lock, conn, org, pgtype.UUID{})
+	})
 }
 
 // Sweep runs RecoverAll now and then every interval until the engine is

@@ -12,11 +12,7 @@ import (
 func BenchmarkRecoverIntents(b *testing.B) {
 	var wall time.Duration
 	for b.Loop() {
-		opts := DefaultOptions()
-		db := newTestDB(b, opts)
-		orgs := createItemTenants(b, db)
-		db.exec(b, "ANALYZE")
-		e := engineWithConns(b, db, tenantWorkers, opts)
+		db, e, orgs := newAnalyzedTenants(b)
 		e.fault = func(_ context.Context, _ string, phase int) error {
 			if phase == 1 {
 				return errFault

@@ -151,13 +151,32 @@ func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(
 		}
 		span.End()
 	}()
+	return e.locked(ctx, in.org, true, func(lock, conn *pgx.Conn, unfinished bool) error {
+		if unfinished {
+			if err := e.recoverOrg(ctx, lock, conn, in.org, in.id); err != nil {
+				return err
+			}
+		}
+		if r.Attempts > 1 && e.committed(ctx, in.id) {
+			// A recovery completed it while this Apply waited to retry.
+			r.Status = Applied
+			return nil
+		}
+		return e.run(ctx, opSpan, lock, conn, in, r, final)
+	})
+}
+
+// locked runs fn, once the engine admits it (see admit), holding org's
+// lock (see lockTenant) and a connection of the pool to work on. Without
+// wait, a lock that is held is not waited for, and fn does not run.
+func (e *Engine) locked(ctx context.Context, org string, wait bool, fn func(lock, conn *pgx.Conn, unfinished bool) error) error {
 	release, err := e.admit(ctx)
 	if err != nil {
 		return err
 	}
 	defer release()
-	lock, unfinished, unlock, err := e.lockTenant(ctx, in.org, true)
-	if err != nil {
+	lock, unfinished, unlock, err := e.lockTenant(ctx, org, wait)
+	if err != nil || lock == nil {
 		return err
 	}
 	defer unlock()
@@ -166,18 +185,7 @@ func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(
 		return err
 	}
 	defer pc.Release()
-	conn := pc.Conn()
-	if unfinished {
-		if err := e.recoverOrg(ctx, lock, conn, in.org, in.id); err != nil {
-			return err
-		}
-	}
-	if r.Attempts > 1 && e.committed(ctx, in.id) {
-		// A recovery completed it while this Apply waited to retry.
-		r.Status = Applied
-		return nil
-	}
-	return e.run(ctx, opSpan, lock, conn, in, r, final)
+	return fn(lock, pc.Conn(), unfinished)
 }
 
 // run plans in's operation from the tenant's live state and runs the plan
