@@ -39,8 +39,6 @@ func TestBadClientInput(t *testing.T) {
 		packet []byte
 		code   string
 	}{
-		{"length below 8", untypedPacket(4, 0), "08P01"},
-		{"length above 10000", untypedPacket(10001, pgproto3.ProtocolVersion30), "08P01"},
 		{"protocol 2.0", startupPacket(t, 2<<16), "0A000"},
 		{"protocol 4.0", startupPacket(t, 4<<16), "0A000"},
 	}
@@ -51,6 +49,30 @@ func TestBadClientInput(t *testing.T) {
 				c.write(tc.packet)
 				c.expectFatal(tc.code)
 			})
+		})
+	}
+
+	// PostgreSQL closes these without a word (it only logs them), and so
+	// does the proxy: a Terminate or the connection's end before the
+	// startup packet is whole, a startup packet of an invalid length.
+	silent := []struct {
+		name  string
+		bytes []byte
+	}{
+		{"Terminate", []byte{'X', 0, 0, 0, 4}},
+		{"half a length", []byte{0, 0}},
+		{"half a packet", untypedPacket(16, pgproto3.ProtocolVersion30)},
+		{"length below 8", untypedPacket(4, 0)},
+		{"length above 10000", untypedPacket(10001, pgproto3.ProtocolVersion30)},
+	}
+	for _, tc := range silent {
+		t.Run("closed silently on "+tc.name, func(t *testing.T) {
+			for _, addr := range []string{cluster.Addr(), p.addr} {
+				c := dialRaw(t, addr)
+				c.write(tc.bytes)
+				c.closeWrite()
+				c.expectClosed()
+			}
 		})
 	}
 

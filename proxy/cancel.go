@@ -14,25 +14,30 @@ import (
 
 // cancelKeys maps the BackendKeyData the proxy gave each client to that
 // client's session, so a CancelRequest reaches only the backend it names.
+// A client's key holds its backend's real process id, which clients show
+// and compare (pg_backend_pid(), pg_terminate_backend), and a random
+// secret of the proxy's own, unique among the sessions, by which the map
+// finds the session.
 type cancelKeys struct {
 	mu       sync.Mutex
 	sessions map[uint32]*session
 }
 
-// register gives s a fresh random key and returns it.
+// register gives s the key of its upstream's process id and a fresh
+// random secret, and returns it.
 func (k *cancelKeys) register(s *session) pgproto3.BackendKeyData {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.sessions == nil {
 		k.sessions = make(map[uint32]*session)
 	}
-	var b [8]byte
+	var b [4]byte
 	for {
 		rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) &^ (1 << 31)
-		if _, taken := k.sessions[pid]; pid != 0 && !taken {
-			s.key = pgproto3.BackendKeyData{ProcessID: pid, SecretKey: append([]byte(nil), b[4:]...)}
-			k.sessions[pid] = s
+		secret := binary.BigEndian.Uint32(b[:])
+		if _, taken := k.sessions[secret]; !taken {
+			s.key = pgproto3.BackendKeyData{ProcessID: s.upstreamKey.ProcessID, SecretKey: append([]byte(nil), b[:]...)}
+			k.sessions[secret] = s
 			return s.key
 		}
 	}
@@ -41,17 +46,23 @@ func (k *cancelKeys) register(s *session) pgproto3.BackendKeyData {
 func (k *cancelKeys) unregister(s *session) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.sessions[s.key.ProcessID] == s {
-		delete(k.sessions, s.key.ProcessID)
+	if len(s.key.SecretKey) != 4 {
+		return
+	}
+	if secret := binary.BigEndian.Uint32(s.key.SecretKey); k.sessions[secret] == s {
+		delete(k.sessions, secret)
 	}
 }
 
 // lookup returns the session whose key matches req, or nil.
 func (k *cancelKeys) lookup(req *pgproto3.CancelRequest) *session {
+	if len(req.SecretKey) != 4 {
+		return nil
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	s := k.sessions[req.ProcessID]
-	if s == nil || subtle.ConstantTimeCompare(s.key.SecretKey, req.SecretKey) != 1 {
+	s := k.sessions[binary.BigEndian.Uint32(req.SecretKey)]
+	if s == nil || s.key.ProcessID != req.ProcessID || subtle.ConstantTimeCompare(s.key.SecretKey, req.SecretKey) != 1 {
 		return nil
 	}
 	return s

@@ -16,8 +16,9 @@
 //     StartupMessage (PostgreSQL refuses a user who is not a member of the
 //     tenant role), then relays the authentication exchange (cleartext,
 //     MD5, SCRAM-SHA-256, with -PLUS mechanisms withdrawn) so PostgreSQL stays
-//     the authority on passwords. The upstream's BackendKeyData is replaced by
-//     a random key of the proxy's own, which CancelRequest is checked against.
+//     the authority on passwords. The upstream's BackendKeyData reaches the
+//     client with its real process id but a random secret of the proxy's
+//     own, which CancelRequest is checked against.
 //  3. Relay: plain sessions are relayed by an epoll loop on one locked OS
 //     thread (poll_linux.go), TLS sessions by a goroutine per direction. Both
 //     read into a reused buffer and track message boundaries from the 5-byte

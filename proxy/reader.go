@@ -134,7 +134,9 @@ func (rd *reader) startupPacket() ([]byte, error) {
 	}
 	n := int(binary.BigEndian.Uint32(rd.buf[rd.r:]))
 	if n < 8 || n > maxStartupPacket {
-		return nil, &protocolError{fmt.Sprintf("invalid length of startup packet: %d", n)}
+		// PostgreSQL only logs this, and closes the connection: a
+		// Terminate sent before the startup packet ends here.
+		return nil, fmt.Errorf("invalid length of startup packet: %d", n)
 	}
 	if err := rd.fill(n); err != nil {
 		return nil, err
