@@ -85,6 +85,11 @@ type tracker struct {
 	ext      atomic.Int32
 	skipping atomic.Bool
 	status   atomic.Uint32
+	// begun is set when the upstream completes a BEGIN (or START
+	// TRANSACTION) that no ReadyForQuery has followed yet: one pipelined
+	// before a migrate command, whose transaction status is not known
+	// until the pipeline's Sync.
+	begun atomic.Bool
 	// forwarded is set when an extended-protocol message went upstream
 	// since the last Sync: that Sync must go upstream too.
 	forwarded atomic.Bool
@@ -280,7 +285,11 @@ func (rd *reader) scan(maxBody int) (int, error) {
 func (rd *reader) observe(p, n int) bool {
 	typ := rd.buf[p]
 	if rd.take == nil { // the upstream's reader
-		rd.observeUpstream(typ, p)
+		if typ == 'C' && p+5+n > rd.w {
+			rd.need = 5 + n
+			return true
+		}
+		rd.observeUpstream(typ, p, n)
 		return false
 	}
 	if rd.discard && typ != 'S' {
@@ -353,14 +362,19 @@ func (rd *reader) check(sql []byte) bool {
 
 // observeUpstream counts the answers: ReadyForQuery settles everything,
 // an error ends the extended messages owed (the upstream skips to Sync),
-// and each other final answer settles one extended message.
-func (rd *reader) observeUpstream(typ byte, p int) {
+// and each other final answer settles one extended message. A
+// CommandComplete, whole in the buffer, of a BEGIN sets begun.
+func (rd *reader) observeUpstream(typ byte, p, n int) {
 	t := rd.track
+	if typ == 'C' && beginTag(rd.buf[p+5:p+4+n]) {
+		t.begun.Store(true)
+	}
 	switch typ {
 	case 'Z':
 		t.owed.Add(-1)
 		t.ext.Store(0)
 		t.skipping.Store(false)
+		t.begun.Store(false)
 		if p+5 < rd.w {
 			t.status.Store(uint32(rd.buf[p+5]))
 		}
@@ -374,6 +388,15 @@ func (rd *reader) observeUpstream(typ byte, p int) {
 			t.ext.Add(-1)
 		}
 	}
+}
+
+// beginTag reports whether a CommandComplete's tag is that of a BEGIN.
+func beginTag(tag []byte) bool {
+	switch string(tag) {
+	case "BEGIN", "START TRANSACTION":
+		return true
+	}
+	return false
 }
 
 // takeMessage moves the message the scan took into the batch, and returns

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgmigrate/pgmigrate-proxy/intercept"
 )
 
@@ -244,4 +245,61 @@ func queryMessage(sql string) []byte {
 	m = append(m, 0)
 	binary.BigEndian.PutUint32(m[1:], uint32(len(m)-1))
 	return m
+}
+
+// byteReader returns its data a byte at a time after the first skip bytes,
+// so a message ends and starts at every position of the buffer.
+type byteReader struct {
+	data []byte
+	skip int
+}
+
+func (b *byteReader) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(b.data), max(1, b.skip))
+	b.skip = 0
+	copy(p, b.data[:n])
+	b.data = b.data[n:]
+	return n, nil
+}
+
+// commandComplete encodes a CommandComplete of tag.
+func commandComplete(tag string) []byte {
+	m, _ := (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
+	return m
+}
+
+// TestUpstreamBeginSeen: a BEGIN's CommandComplete from the upstream, split
+// at any byte, marks a transaction begun until the next ReadyForQuery;
+// other tags do not.
+func TestUpstreamBeginSeen(t *testing.T) {
+	for _, tc := range []struct {
+		tag   string
+		begun bool
+	}{{"BEGIN", true}, {"START TRANSACTION", true}, {"SELECT 1", false}, {"BEGINX", false}} {
+		msgs := append(message('2', 0), commandComplete(tc.tag)...)
+		for skip := range len(msgs) {
+			track := &tracker{}
+			rd := newReader(&byteReader{data: msgs, skip: skip}, 16)
+			rd.track = track
+			var out bytes.Buffer
+			var sent atomic.Int64
+			if err := rd.relay(&out, 1<<20, &sent); !errors.Is(err, io.EOF) || !bytes.Equal(out.Bytes(), msgs) {
+				t.Fatalf("%s, split at %d: relay %v, output %q", tc.tag, skip, err, out.Bytes())
+			}
+			if track.begun.Load() != tc.begun {
+				t.Errorf("%s, split at %d: begun %v, want %v", tc.tag, skip, track.begun.Load(), tc.begun)
+			}
+		}
+	}
+	track := &tracker{}
+	track.begun.Store(true)
+	rd := newReader(bytes.NewReader([]byte{'Z', 0, 0, 0, 5, 'T'}), 16)
+	rd.track = track
+	rd.relay(io.Discard, 1<<20, new(atomic.Int64))
+	if track.begun.Load() {
+		t.Error("begun after a ReadyForQuery")
+	}
 }

@@ -478,7 +478,7 @@ func (s *session) taker(ctx context.Context, m Migrator) func(sql []byte) bool {
 // session.
 func (s *session) intercepted() intercept.Session {
 	return intercept.Session{User: s.user, Application: s.application, Route: s.route,
-		InTransaction: byte(s.track.status.Load()) != 'I', Notify: s.notify}
+		InTransaction: byte(s.track.status.Load()) != 'I' || s.track.begun.Load(), Notify: s.notify}
 }
 
 // runCommand answers a batch of taken messages under a context of its own,

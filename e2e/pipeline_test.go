@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestPipelinedBeginRefusesMigrate: a BEGIN sent in the same pipeline (one
+// Sync) as a migrate command, as pgjdbc does with autocommit off, puts the
+// command inside a transaction block: 25001, nothing migrated, and the
+// client's ROLLBACK works. Without the BEGIN the same pipeline migrates.
+// Over plain and TLS connections.
+func TestPipelinedBeginRefusesMigrate(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	create := `CALL migrate.create_model($1, '[{"name":"id","type":"Int"}]')`
+	for _, sslmode := range []string{"disable", "require"} {
+		t.Run(sslmode, func(t *testing.T) {
+			conn := p.connect(t, "postgres", "", "acme", "sslmode", sslmode)
+			ctx := testContext(t)
+			model := "refused_" + sslmode
+			b := &pgx.Batch{}
+			b.Queue("BEGIN")
+			b.Queue("CREATE TEMP TABLE scratch (n int)")
+			b.Queue(create, model)
+			err := conn.SendBatch(ctx, b).Close()
+			wantPgError(t, err, "25001")
+			if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			if exists := queryValue[bool](t, conn, "SELECT to_regclass($1) IS NOT NULL", "acme."+model); exists {
+				t.Errorf("the refused create_model made acme.%s", model)
+			}
+
+			model = "migrated_" + sslmode
+			b = &pgx.Batch{}
+			b.Queue("SELECT 1")
+			b.Queue(create, model)
+			if err := conn.SendBatch(ctx, b).Close(); err != nil {
+				t.Fatalf("pipeline without BEGIN: %v", err)
+			}
+			if exists := queryValue[bool](t, conn, "SELECT to_regclass($1) IS NOT NULL", "acme."+model); !exists {
+				t.Errorf("create_model in a pipeline without BEGIN did not make acme.%s", model)
+			}
+		})
+	}
+}
