@@ -48,3 +48,36 @@ func TestPipelinedBeginRefusesMigrate(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamLostWhileMigrateWaits: a migrate command pipelined after a
+// statement still running waits for its answer; when the upstream dies
+// meanwhile, the session ends with an error instead of hanging. Over plain
+// and TLS connections.
+func TestUpstreamLostWhileMigrateWaits(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	for _, sslmode := range []string{"disable", "require"} {
+		t.Run(sslmode, func(t *testing.T) {
+			conn := p.connect(t, "postgres", "", "acme", "sslmode", sslmode)
+			pid := backendPID(t, conn)
+			done := make(chan error, 1)
+			go func() {
+				b := &pgx.Batch{}
+				b.Queue(sleep60)
+				b.Queue(`CALL migrate.create_model('waiting', '[{"name":"id","type":"Int"}]')`)
+				done <- conn.SendBatch(testContext(t), b).Close()
+			}()
+			waitRunning(t, tn.db, sleep60)
+			queryValue[bool](t, directConn(t, tn.db), "SELECT pg_terminate_backend($1)", pid)
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("the pipeline succeeded after its backend was terminated")
+				}
+			case <-testContext(t).Done():
+				t.Fatal("the session hung after its backend was terminated")
+			}
+		})
+	}
+}

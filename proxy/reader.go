@@ -93,6 +93,21 @@ type tracker struct {
 	// forwarded is set when an extended-protocol message went upstream
 	// since the last Sync: that Sync must go upstream too.
 	forwarded atomic.Bool
+	// answered, when not nil, hears (without blocking) of each answer
+	// that settles something owed: the pumps wait on it for the upstream
+	// to owe nothing before they answer a migrate command.
+	answered chan struct{}
+}
+
+// settle tells answered, if set, that something owed was answered.
+func (t *tracker) settle() {
+	if t.answered == nil {
+		return
+	}
+	select {
+	case t.answered <- struct{}{}:
+	default:
+	}
 }
 
 // flushMessage asks the upstream to send the answers it holds back.
@@ -387,7 +402,10 @@ func (rd *reader) observeUpstream(typ byte, p, n int) {
 		if t.ext.Load() > 0 {
 			t.ext.Add(-1)
 		}
+	default:
+		return
 	}
+	t.settle()
 }
 
 // beginTag reports whether a CommandComplete's tag is that of a BEGIN.

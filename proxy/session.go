@@ -533,18 +533,23 @@ func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 }
 
 // serveTaken answers taken messages for the pumps, once the upstream has
-// answered everything sent before them.
-func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]byte) error {
+// answered everything sent before them (or its pump has ended: upstreamDone
+// is closed then).
+func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]byte, upstreamDone <-chan struct{}) error {
 	if s.track.ext.Load() > 0 {
 		if _, err := s.upstream.Write(flushMessage); err != nil {
 			return writeError{err}
 		}
 	}
 	for s.track.owed.Load() > 0 || s.track.ext.Load() > 0 {
-		if err := s.killReason(); err != nil {
-			return err
+		select {
+		case <-s.track.answered:
+		case <-upstreamDone:
+			if err := s.killReason(); err != nil {
+				return err
+			}
+			return errUpstreamLost
 		}
-		time.Sleep(time.Millisecond)
 	}
 	_, err := toClient.Write(s.runCommand(ctx, batch))
 	return err
@@ -566,18 +571,23 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func (s *session) relayPumps(ctx context.Context) error {
 	m := s.srv.metrics
 	var toClient io.Writer = s.client
+	upstreamDone := make(chan struct{})
 	if s.cl.take != nil {
 		// The upstream's pump and the answers of migrate commands both
 		// write to the client.
 		locked := lockedWriter{&sync.Mutex{}, s.client}
 		toClient = locked
-		s.cl.onAnswer = func(batch [][]byte) error { return s.serveTaken(ctx, locked, batch) }
+		s.track.answered = make(chan struct{}, 1)
+		s.cl.onAnswer = func(batch [][]byte) error { return s.serveTaken(ctx, locked, batch, upstreamDone) }
 		s.notify = func(msg []byte) { locked.Write(msg) }
 	}
 	fromClient := make(chan error, 1)
 	fromUpstream := make(chan error, 1)
 	go func() { fromClient <- s.cl.relay(s.upstream, s.srv.cfg.MaxMessageSize, &m.BytesFromClients) }()
-	go func() { fromUpstream <- s.up.relay(toClient, maxUpstreamBody, &m.BytesFromUpstreams) }()
+	go func() {
+		fromUpstream <- s.up.relay(toClient, maxUpstreamBody, &m.BytesFromUpstreams)
+		close(upstreamDone)
+	}()
 	var clientErr, upstreamErr error
 	select {
 	case clientErr = <-fromClient:
