@@ -81,3 +81,56 @@ func TestUpstreamLostWhileMigrateWaits(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateErrorAbortsPipeline: a migrate command that fails in a
+// pipeline aborts the pipeline's transaction as a failing statement does
+// in PostgreSQL: an INSERT before it in the same Sync is not kept, in an
+// implicit transaction or in one a pipelined BEGIN opened (whose COMMIT
+// then rolls back), and the session goes on. Over plain and TLS
+// connections, and directly against PostgreSQL for comparison.
+func TestMigrateErrorAbortsPipeline(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	su := directConn(t, tn.db)
+	if _, err := su.Exec(testContext(t), "CREATE TABLE acme.kept (n int); GRANT ALL ON acme.kept TO acme"); err != nil {
+		t.Fatal(err)
+	}
+	failing := map[bool]string{
+		false: "CALL migrate.describe('no_such_model')", // through the proxy: 42P01
+		true:  "SELECT 1 / 0",                           // directly: 22012
+	}
+	for _, tc := range []struct {
+		name   string
+		direct bool
+		conn   func(t *testing.T) *pgx.Conn
+	}{
+		{"plain", false, func(t *testing.T) *pgx.Conn { return p.connect(t, "postgres", "", "acme", "sslmode", "disable") }},
+		{"tls", false, func(t *testing.T) *pgx.Conn { return p.connect(t, "postgres", "", "acme", "sslmode", "require") }},
+		{"postgres", true, func(t *testing.T) *pgx.Conn { return directConn(t, tn.db) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tc.conn(t)
+			ctx := testContext(t)
+			for _, begin := range []bool{false, true} {
+				b := &pgx.Batch{}
+				if begin {
+					b.Queue("BEGIN")
+				}
+				b.Queue("INSERT INTO acme.kept VALUES (1)")
+				b.Queue(failing[tc.direct])
+				if err := conn.SendBatch(ctx, b).Close(); err == nil {
+					t.Fatalf("begin %v: the pipeline succeeded", begin)
+				}
+				if begin {
+					if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+						t.Fatalf("commit: %v", err)
+					}
+				}
+				if n := queryValue[int](t, conn, "SELECT count(*) FROM acme.kept"); n != 0 {
+					t.Errorf("begin %v: %d rows kept, want none", begin, n)
+				}
+			}
+		})
+	}
+}

@@ -448,14 +448,15 @@ func (rel *pollRelay) serve() {
 	ctx, cancel := context.WithCancel(rel.ctx)
 	rel.stopCommand = cancel
 	go func() {
-		resp := rel.s.runCommand(ctx, batch)
+		resp, abort := rel.s.runCommand(ctx, batch)
 		cancel()
-		pl.post(func() { rel.served(resp) })
+		pl.post(func() { rel.served(resp, abort) })
 	}()
 }
 
-// served writes the answer and goes back to relaying.
-func (rel *pollRelay) served(resp []byte) {
+// served writes the answer, and abort (see session.answer) upstream
+// before anything more of the client's, and goes back to relaying.
+func (rel *pollRelay) served(resp, abort []byte) {
 	if rel.ended {
 		return
 	}
@@ -465,6 +466,10 @@ func (rel *pollRelay) served(resp []byte) {
 	rel.upstream.flush()
 	rel.upstream.forward()
 	rel.client.pause(false)
+	if abort != nil {
+		rel.client.extra = append(rel.client.extra, abort...)
+		rel.client.flush()
+	}
 	rel.client.forward()
 }
 

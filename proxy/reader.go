@@ -93,6 +93,9 @@ type tracker struct {
 	// forwarded is set when an extended-protocol message went upstream
 	// since the last Sync: that Sync must go upstream too.
 	forwarded atomic.Bool
+	// dropError is set while an ErrorResponse the proxy provoked (see
+	// abortPipeline) is due from the upstream, which its reader drops.
+	dropError atomic.Bool
 	// answered, when not nil, hears (without blocking) of each answer
 	// that settles something owed: the pumps wait on it for the upstream
 	// to owe nothing before they answer a migrate command.
@@ -300,8 +303,14 @@ func (rd *reader) scan(maxBody int) (int, error) {
 func (rd *reader) observe(p, n int) bool {
 	typ := rd.buf[p]
 	if rd.take == nil { // the upstream's reader
-		if typ == 'C' && p+5+n > rd.w {
+		drop := typ == 'E' && rd.track.dropError.Load()
+		if (typ == 'C' || drop) && p+5+n > rd.w {
 			rd.need = 5 + n
+			return true
+		}
+		if drop {
+			rd.track.dropError.Store(false)
+			rd.taken, rd.drop = 5+n, true
 			return true
 		}
 		rd.observeUpstream(typ, p, n)

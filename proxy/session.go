@@ -484,7 +484,7 @@ func (s *session) intercepted() intercept.Session {
 // runCommand answers a batch of taken messages under a context of its own,
 // which a CancelRequest for the session (or cancel, when the relay sees the
 // client leave) cancels.
-func (s *session) runCommand(ctx context.Context, batch [][]byte) []byte {
+func (s *session) runCommand(ctx context.Context, batch [][]byte) (resp, abort []byte) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.mu.Lock()
@@ -510,12 +510,16 @@ func (s *session) cancelRunning() {
 
 // answer answers messages taken off the wire: a simple Query, or
 // extended-protocol messages; ReadyForQuery is added after a Query or a
-// Sync.
-func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
+// Sync. When a migrate command failed in a pipeline whose Sync goes
+// upstream after statements that went there before it (an implicit
+// transaction) or inside a transaction block, abort is what the upstream
+// must get before that Sync for the failure to abort the transaction, as
+// PostgreSQL's own failure would: a Parse that fails, whose error the
+// upstream's reader drops (tracker.dropError).
+func (s *session) answer(ctx context.Context, batch [][]byte) (out, abort []byte) {
 	status := byte(s.track.status.Load())
 	sess := s.intercepted()
 	last := batch[len(batch)-1]
-	var out []byte
 	switch {
 	case last[0] == 'Q':
 		out = s.srv.cfg.Migrator.Query(ctx, sess, string(last[5:len(last)-1]))
@@ -524,13 +528,24 @@ func (s *session) answer(ctx context.Context, batch [][]byte) []byte {
 		// next Sync; so do the migrate messages.
 	default:
 		out = s.srv.cfg.Migrator.Extended(ctx, sess, s.cl.conv, batch)
-		s.cl.discard = last[0] != 'S' && s.cl.conv.Failed()
+		failed := s.cl.conv.Failed()
+		s.cl.discard = last[0] != 'S' && failed
+		if s.cl.discard && (s.track.forwarded.Load() || sess.InTransaction) {
+			s.track.dropError.Store(true)
+			abort = abortPipeline
+		}
 	}
 	if last[0] == 'Q' || last[0] == 'S' {
 		out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
 	}
-	return out
+	return out, abort
 }
+
+// abortPipeline is a Parse that fails (a syntax error), which puts the
+// upstream in the state an error leaves a pipeline in: skipping to Sync,
+// where the implicit transaction is rolled back (or the transaction
+// block marked failed).
+var abortPipeline, _ = (&pgproto3.Parse{Query: "pgmigrate-proxy: a migrate command failed in this pipeline"}).Encode(nil)
 
 // serveTaken answers taken messages for the pumps, once the upstream has
 // answered everything sent before them (or its pump has ended: upstreamDone
@@ -551,8 +566,16 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 			return errUpstreamLost
 		}
 	}
-	_, err := toClient.Write(s.runCommand(ctx, batch))
-	return err
+	resp, abort := s.runCommand(ctx, batch)
+	if _, err := toClient.Write(resp); err != nil {
+		return err
+	}
+	if abort != nil {
+		if _, err := s.upstream.Write(abort); err != nil {
+			return writeError{err}
+		}
+	}
+	return nil
 }
 
 // lockedWriter writes under a mutex.
