@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -301,5 +302,29 @@ func TestUpstreamBeginSeen(t *testing.T) {
 	rd.relay(io.Discard, 1<<20, new(atomic.Int64))
 	if track.begun.Load() {
 		t.Error("begun after a ReadyForQuery")
+	}
+}
+
+// TestUpstreamErrorDropped: the ErrorResponse the proxy provoked, split at
+// any byte, is dropped from the upstream's stream, once; the messages
+// around it and a later error pass.
+func TestUpstreamErrorDropped(t *testing.T) {
+	provoked, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"}).Encode(nil)
+	later, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22012", Message: "division by zero"}).Encode(nil)
+	rfq := []byte{'Z', 0, 0, 0, 5, 'I'}
+	in := slices.Concat(commandComplete("INSERT 0 1"), provoked, rfq, later, rfq)
+	want := slices.Concat(commandComplete("INSERT 0 1"), rfq, later, rfq)
+	for skip := range len(in) {
+		track := &tracker{}
+		track.dropError.Store(true)
+		rd := newReader(&byteReader{data: in, skip: skip}, 16)
+		rd.track = track
+		var out bytes.Buffer
+		if err := rd.relay(&out, 1<<20, new(atomic.Int64)); !errors.Is(err, io.EOF) {
+			t.Fatalf("split at %d: relay %v", skip, err)
+		}
+		if !bytes.Equal(out.Bytes(), want) || track.dropError.Load() {
+			t.Fatalf("split at %d: output %q, dropError %v; want %q", skip, out.Bytes(), track.dropError.Load(), want)
+		}
 	}
 }
