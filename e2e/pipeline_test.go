@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // TestPipelinedBeginRefusesMigrate: a BEGIN sent in the same pipeline (one
@@ -132,5 +134,59 @@ func TestMigrateErrorAbortsPipeline(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCopyThenMigrateInOneWrite: a COPY FROM STDIN, a migrate command and
+// the copy's data sent in one write get what PostgreSQL answers them (a
+// Query in the middle of a copy is a protocol violation, FATAL), through
+// plain and TLS connections; nothing hangs.
+func TestCopyThenMigrateInOneWrite(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme.copied (n int); GRANT ALL ON acme.copied TO acme"); err != nil {
+		t.Fatal(err)
+	}
+	var write []byte
+	for _, m := range []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "COPY acme.copied FROM STDIN"},
+		&pgproto3.Query{String: "CALL migrate.describe('copied')"},
+		&pgproto3.CopyData{Data: []byte("1\n")},
+		&pgproto3.CopyDone{},
+	} {
+		write, _ = m.Encode(write)
+	}
+	// answers lists what comes back, up to the end of the connection or
+	// a ReadyForQuery after which the session is asked for the rows.
+	answers := func(c *rawConn) string {
+		c.write(write)
+		var got []string
+		for {
+			msg, err := c.fe.Receive()
+			switch m := msg.(type) {
+			case nil:
+				if !isClosedErr(err) {
+					t.Fatal(err)
+				}
+				return strings.Join(append(got, "closed"), " ")
+			case *pgproto3.ErrorResponse:
+				got = append(got, m.Severity+" "+m.Code)
+			case *pgproto3.ReadyForQuery:
+				return strings.Join(got, " ") + " | rows " + strings.Join(c.query("SELECT count(*) FROM acme.copied"), ",")
+			default:
+				got = append(got, fmt.Sprintf("%T", m))
+			}
+		}
+	}
+	direct := dialRaw(t, cluster.Addr())
+	direct.login("postgres", tn.db)
+	want := answers(direct)
+	for _, sslmode := range []string{"disable", "require"} {
+		conn := p.connect(t, "postgres", "", "acme", "sslmode", sslmode)
+		raw := &rawConn{t: t, conn: conn.PgConn().Conn(), fe: pgproto3.NewFrontend(conn.PgConn().Conn(), conn.PgConn().Conn())}
+		if got := answers(raw); got != want {
+			t.Errorf("%s: answers %s, PostgreSQL's %s", sslmode, got, want)
+		}
 	}
 }

@@ -435,6 +435,10 @@ func (rel *pollRelay) serve() {
 		return
 	}
 	if t := &rel.s.track; t.owed.Load() > 0 || t.ext.Load() > 0 {
+		if t.copying.Load() {
+			rel.release()
+			return
+		}
 		if t.ext.Load() > 0 && !rel.flushed {
 			rel.flushed = true
 			rel.client.extra = flushMessage
@@ -452,6 +456,19 @@ func (rel *pollRelay) serve() {
 		cancel()
 		pl.post(func() { rel.served(resp, abort) })
 	}()
+}
+
+// release gives the upstream the pending messages as they came, untaken:
+// a COPY FROM STDIN sent before them has started, so they are the copy's
+// (PostgreSQL fails the copy on them, as it would without the proxy).
+func (rel *pollRelay) release() {
+	for _, m := range rel.pending {
+		rel.client.extra = append(rel.client.extra, m...)
+	}
+	rel.pending, rel.flushed = nil, false
+	rel.client.pause(false)
+	rel.client.flush()
+	rel.client.forward()
 }
 
 // served writes the answer, and abort (see session.answer) upstream

@@ -93,6 +93,10 @@ type tracker struct {
 	// forwarded is set when an extended-protocol message went upstream
 	// since the last Sync: that Sync must go upstream too.
 	forwarded atomic.Bool
+	// copying is set while the upstream is in a COPY FROM STDIN (from its
+	// CopyInResponse, or CopyBothResponse, to the copy's end): what the
+	// client sends meanwhile is the copy's, and passes untaken.
+	copying atomic.Bool
 	// dropError is set while an ErrorResponse the proxy provoked (see
 	// abortPipeline) is due from the upstream, which its reader drops.
 	dropError atomic.Bool
@@ -325,6 +329,9 @@ func (rd *reader) observe(p, n int) bool {
 		return true
 	}
 	rd.discard = false
+	if rd.track.copying.Load() && (typ == 'Q' || typ == 'P' || typ == 'd' || typ == 'c' || typ == 'f') {
+		return false
+	}
 	portalMsg := typ == 'B' || typ == 'D' || typ == 'E' || typ == 'C'
 	inspect := typ == 'Q' || typ == 'P' || typ == 'S' || typ == 'H' || portalMsg && rd.conv.Active()
 	if inspect && p+5+n > rd.w {
@@ -394,20 +401,27 @@ func (rd *reader) observeUpstream(typ byte, p, n int) {
 		t.begun.Store(true)
 	}
 	switch typ {
+	case 'G', 'W':
+		t.copying.Store(true)
 	case 'Z':
 		t.owed.Add(-1)
 		t.ext.Store(0)
 		t.skipping.Store(false)
 		t.begun.Store(false)
+		t.copying.Store(false)
 		if p+5 < rd.w {
 			t.status.Store(uint32(rd.buf[p+5]))
 		}
 	case 'E':
+		t.copying.Store(false)
 		if t.ext.Load() > 0 {
 			t.ext.Store(0)
 			t.skipping.Store(true)
 		}
 	case '1', '2', '3', 'n', 's', 'I', 'T', 'C':
+		if typ == 'C' {
+			t.copying.Store(false)
+		}
 		if t.ext.Load() > 0 {
 			t.ext.Add(-1)
 		}

@@ -557,6 +557,16 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 		}
 	}
 	for s.track.owed.Load() > 0 || s.track.ext.Load() > 0 {
+		if s.track.copying.Load() {
+			// A COPY FROM STDIN sent before them has started: they are
+			// the copy's, untaken (see pollRelay.release).
+			for _, m := range batch {
+				if _, err := s.upstream.Write(m); err != nil {
+					return writeError{err}
+				}
+			}
+			return nil
+		}
 		select {
 		case <-s.track.answered:
 		case <-upstreamDone:
