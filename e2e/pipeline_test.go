@@ -190,3 +190,46 @@ func TestCopyThenMigrateInOneWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestManyParsesInOneWrite: 700 named Parses of migrate commands and a
+// Sync in one write (some ending exactly at the end of the proxy's read
+// buffer) are each answered, through plain and TLS connections.
+func TestManyParsesInOneWrite(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	const parses = 700
+	const proxyBuffer = 32 << 10
+	for _, sslmode := range []string{"disable", "require"} {
+		t.Run(sslmode, func(t *testing.T) {
+			conn := p.connect(t, "postgres", "", "acme", "sslmode", sslmode)
+			raw := &rawConn{t: t, conn: conn.PgConn().Conn(), fe: pgproto3.NewFrontend(conn.PgConn().Conn(), conn.PgConn().Conn())}
+			var write []byte
+			for i := range parses {
+				parse := &pgproto3.Parse{Name: fmt.Sprintf("s%03d", i), Query: "CALL migrate.list_models() -- " + strings.Repeat("x", i%40)}
+				size := len(parse.Name) + len(parse.Query) + 9 // header, two NULs, no parameter types
+				if before := len(write); before < proxyBuffer && before+size > proxyBuffer {
+					// This one ends exactly at the end of the buffer.
+					parse.Query = parse.Query[:len(parse.Query)-(before+size-proxyBuffer)]
+				}
+				write, _ = parse.Encode(write)
+			}
+			write, _ = (&pgproto3.Sync{}).Encode(write)
+			raw.write(write)
+			complete := 0
+			for {
+				switch m := raw.receive().(type) {
+				case *pgproto3.ParseComplete:
+					complete++
+				case *pgproto3.ErrorResponse:
+					t.Fatalf("error %s: %s", m.Code, m.Message)
+				case *pgproto3.ReadyForQuery:
+					if complete != parses {
+						t.Fatalf("%d ParseComplete, want %d", complete, parses)
+					}
+					return
+				}
+			}
+		})
+	}
+}
