@@ -14,7 +14,8 @@ import (
 )
 
 // poller relays plain (non-TLS) sessions on an epoll event loop running on
-// one locked OS thread. A relay then costs what it costs in C: an
+// one locked OS thread; a server runs one per core (GOMAXPROCS) and
+// spreads its sessions over them. A relay then costs what it costs in C: an
 // epoll_wait, a recv and a send per burst of messages, with no goroutine
 // wake-ups. Keeping to one thread keeps the kernel from moving the loop to
 // the CPU of whichever process woke it, as it does with a goroutine that
@@ -48,10 +49,12 @@ type pollEnd struct {
 	events  uint32
 }
 
-// pollRelay is a session being relayed by a poller.
+// pollRelay is a session being relayed by a poller, pl, which alone
+// touches it.
 type pollRelay struct {
 	ctx              context.Context
 	s                *session
+	pl               *poller
 	client, upstream *pollEnd
 	done             chan error
 	ended            bool
@@ -173,7 +176,7 @@ func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) 
 	s.client.Close()
 	s.upstream.Close()
 	m := s.srv.metrics
-	rel := &pollRelay{ctx: ctx, s: s, done: make(chan error, 1)}
+	rel := &pollRelay{ctx: ctx, s: s, pl: pl, done: make(chan error, 1)}
 	rel.client = &pollEnd{fd: cfd, rd: s.cl, p: s.cl.r, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
 	s.cl.classifyOff = true
 	rel.upstream = &pollEnd{fd: ufd, rd: s.up, p: s.up.r, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
@@ -382,7 +385,7 @@ func (e *pollEnd) watch() {
 	if want != e.events {
 		e.events = want
 		ev := syscall.EpollEvent{Events: want, Fd: int32(e.fd)}
-		syscall.EpollCtl(e.rel.s.srv.poller.epfd, syscall.EPOLL_CTL_MOD, e.fd, &ev)
+		syscall.EpollCtl(e.rel.pl.epfd, syscall.EPOLL_CTL_MOD, e.fd, &ev)
 	}
 }
 
@@ -401,7 +404,7 @@ func (rel *pollRelay) classify() {
 	}
 	rel.classifying = true
 	c.pause(true)
-	sql, take, pl := c.rd.deferred, c.rd.take, rel.s.srv.poller
+	sql, take, pl := c.rd.deferred, c.rd.take, rel.pl
 	go func() {
 		v := passVerdict
 		if take(sql) {
@@ -448,7 +451,7 @@ func (rel *pollRelay) serve() {
 	}
 	rel.serving = true
 	rel.upstream.pause(true)
-	batch, pl := rel.pending, rel.s.srv.poller
+	batch, pl := rel.pending, rel.pl
 	ctx, cancel := context.WithCancel(rel.ctx)
 	rel.stopCommand = cancel
 	go func() {
@@ -507,8 +510,7 @@ func (rel *pollRelay) end(e *pollEnd, err error) {
 	} else {
 		upstreamErr = err
 	}
-	s := rel.s
-	pl := s.srv.poller
+	s, pl := rel.s, rel.pl
 	for _, end := range []*pollEnd{rel.client, rel.upstream} {
 		syscall.EpollCtl(pl.epfd, syscall.EPOLL_CTL_DEL, end.fd, nil)
 		pl.ends[end.fd] = nil

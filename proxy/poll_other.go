@@ -2,11 +2,14 @@
 
 package proxy
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // poller is the Linux epoll relay; elsewhere sessions use relayPumps.
 type poller struct{}
 
 func newPoller() (*poller, error) { return nil, errors.ErrUnsupported }
 
-func (*poller) relay(*session) (error, bool) { return nil, false }
+func (*poller) relay(context.Context, *session) (error, bool) { return nil, false }

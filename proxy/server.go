@@ -6,7 +6,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgmigrate/pgmigrate-proxy/intercept"
@@ -68,7 +70,10 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	keys    cancelKeys
-	poller  *poller // nil where the platform has none
+	// pollers are the event loops, one per core (none where the
+	// platform has none); nextPoller picks the next session's.
+	pollers    []*poller
+	nextPoller atomic.Uint32
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -87,12 +92,24 @@ func New(cfg Config) *Server {
 		m = &Metrics{}
 	}
 	srv := &Server{cfg: cfg, log: cfg.Logger, metrics: m, sessions: make(map[*session]struct{})}
-	if pl, err := newPoller(); err == nil {
-		srv.poller = pl
-	} else {
-		srv.log.Warn("no event loop; relaying with goroutines", keyError, err.Error())
+	for range runtime.GOMAXPROCS(0) {
+		pl, err := newPoller()
+		if err != nil {
+			srv.log.Warn("no event loop; relaying with goroutines", keyError, err.Error())
+			break
+		}
+		srv.pollers = append(srv.pollers, pl)
 	}
 	return srv
+}
+
+// poller returns the event loop of the next session, taking the loops in
+// turn; nil where the platform has none.
+func (srv *Server) poller() *poller {
+	if len(srv.pollers) == 0 {
+		return nil
+	}
+	return srv.pollers[srv.nextPoller.Add(1)%uint32(len(srv.pollers))]
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.

@@ -449,8 +449,8 @@ func (s *session) relay(ctx context.Context) error {
 		s.cl.take = s.taker(ctx, m)
 		s.cl.conv = &intercept.Conversation{}
 	}
-	if s.srv.poller != nil {
-		if cause, ok := s.srv.poller.relay(ctx, s); ok {
+	if pl := s.srv.poller(); pl != nil {
+		if cause, ok := pl.relay(ctx, s); ok {
 			return cause
 		}
 	}
