@@ -1,6 +1,8 @@
-// Package intercept recognises migrate commands, CALL migrate.<proc>(...),
-// in the SQL text of the Query ('Q') and Parse ('P') messages a client
-// sends, and turns them into calls of the migration engine's operations.
+// Package intercept recognises migrate commands, CALL migrate.<proc>(...)
+// or SELECT * FROM migrate.<proc>(...) [AS alias] (what JDBC's escape
+// syntax {call migrate.<proc>(...)} sends), in the SQL text of the Query
+// ('Q') and Parse ('P') messages a client sends, and turns them into calls
+// of the migration engine's operations.
 //
 // A message goes through three steps, the first one on every message of
 // the relay's hot path and the others only for what the proxy takes:
@@ -39,8 +41,9 @@
 // message, DETAIL and HINT of a PostgreSQL ErrorResponse: 42601 for a
 // malformed command, 42883 for an unknown procedure, 0A000 for a migrate
 // command sharing its query with other statements (or database-qualified,
-// or only looking like one), 42P02 for a missing parameter or one numbered
-// past the procedure's arguments, 54000 for a text over 1 MiB, 22004 for
-// NULL where a value is required and 22P02 for a value that is not the
-// boolean or JSON it must be.
+// or only looking like one, such as a SELECT * FROM migrate.<proc>(...)
+// with a WHERE clause or a join), 42P02 for a missing parameter or one
+// numbered past the procedure's arguments, 54000 for a text over 1 MiB,
+// 22004 for NULL where a value is required and 22P02 for a value that is
+// not the boolean or JSON it must be.
 package intercept

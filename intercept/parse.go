@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // SQLSTATEs of the errors this package reports.
@@ -48,8 +51,8 @@ func (e *Error) Hint() string     { return e.HintText }
 // reads: a longer one is refused (54000) without being parsed.
 const MaxCommandText = 1 << 20
 
-// Command is a parsed CALL migrate.<proc>(...), before its parameters are
-// bound.
+// Command is a parsed CALL migrate.<proc>(...), or SELECT * FROM
+// migrate.<proc>(...), before its parameters are bound.
 type Command struct {
 	Proc        string // the procedure, as in "add_field"
 	Args        []Arg  // in written order
@@ -81,10 +84,13 @@ var castTypes = map[string]bool{"jsonb": true, "json": true, "text": true, "varc
 // single CALL of a known migrate procedure whose arguments are literals,
 // NULL or $n parameters (n no greater than the procedure's number of
 // arguments), optionally cast, and fit the procedure's signature; otherwise
-// Parse returns an *Error. A text that Classify took for a command but
-// that holds none (a Unicode-escaped name, or one read differently with
-// standard_conforming_strings off) is refused too: the proxy answers every
-// text it takes, so that none can slip past it to PostgreSQL.
+// Parse returns an *Error. SELECT * FROM migrate.<proc>(...), optionally
+// with an alias, is the same command: JDBC's escape syntax, {call
+// migrate.<proc>(...)}, sends it. A text that Classify took for a command
+// but that holds none (a Unicode-escaped name, one read differently with
+// standard_conforming_strings off, or a SELECT of more than a migrate
+// procedure) is refused too: the proxy answers every text it takes, so
+// that none can slip past it to PostgreSQL.
 func Parse(sql string) (*Command, error) {
 	if len(sql) > MaxCommandText {
 		return nil, errorf(codeProgramLimitExceeded, "migrate command text of %d bytes exceeds the limit of %d bytes", len(sql), MaxCommandText)
@@ -97,9 +103,10 @@ func Parse(sql string) (*Command, error) {
 	if err != nil {
 		return nil, &Error{Code: codeSyntaxError, Msg: err.Error()}
 	}
+	text := []byte(sql)
 	var call *pg_query.FuncCall
 	for _, raw := range tree.Stmts {
-		fc, err := migrateCall(raw.Stmt)
+		fc, err := migrateCall(text, raw)
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +122,7 @@ func Parse(sql string) (*Command, error) {
 	if call == nil {
 		return nil, errNotCommand
 	}
-	c := &Command{Proc: call.Funcname[1].GetString_().GetSval(), Traceparent: traceparent([]byte(sql))}
+	c := &Command{Proc: call.Funcname[1].GetString_().GetSval(), Traceparent: traceparent(text)}
 	proc, err := lookup(c.Proc)
 	if err != nil {
 		return nil, err
@@ -141,18 +148,38 @@ func Parse(sql string) (*Command, error) {
 // that PostgreSQL's parser reads otherwise.
 var errNotCommand = &Error{Code: codeFeatureNotSupported,
 	Msg:        "statement looks like a migrate command but is not one",
-	DetailText: "The proxy answers every text that may hold CALL migrate.* itself. A Unicode-escaped name (U&\"...\") after CALL, or backslashes in strings, which read differently with standard_conforming_strings off, make a text look like one.",
+	DetailText: "The proxy answers every text that may hold CALL migrate.* or SELECT * FROM migrate.*(...) itself. A Unicode-escaped name (U&\"...\") after CALL or FROM, or backslashes in strings, which read differently with standard_conforming_strings off, make a text look like one.",
 	HintText:   "Write the statement without them."}
 
-// migrateCall returns the call of a statement CALL migrate.<proc>(...), or
-// nil for any other statement. A database-qualified procedure,
-// CALL db.migrate.<proc>(...), and CALL migrate.x.y(...) are refused.
-func migrateCall(stmt *pg_query.Node) (*pg_query.FuncCall, error) {
-	call := stmt.GetCallStmt().GetFunccall()
-	if call == nil {
-		return nil, nil
+// errNotSelectCommand refuses a SELECT * FROM migrate.<proc>(...) with more
+// to it than the procedure.
+var errNotSelectCommand = &Error{Code: codeFeatureNotSupported,
+	Msg:        "a migrate procedure can only be selected from as SELECT * FROM migrate.<procedure>(...)",
+	DetailText: "The proxy answers SELECT * FROM migrate.<procedure>(...), with an optional alias, as the migrate command it names, and refuses a SELECT with anything more: other tables or columns, WHERE, ORDER BY, LIMIT, set operations or column aliases.",
+	HintText:   "Send the command alone and work on its rows in the client."}
+
+// migrateCall returns the call of a statement CALL migrate.<proc>(...) or
+// SELECT * FROM migrate.<proc>(...) [[AS] alias], or nil for any other
+// statement. raw is a statement of sql, whose text tells the second form
+// from a SELECT that parses the same (in parentheses, or with ALL). A
+// SELECT that starts as the second form (see selectsMigrate) but has more
+// to it is refused, and so is a database-qualified procedure (see
+// migrateProcedure).
+func migrateCall(sql []byte, raw *pg_query.RawStmt) (*pg_query.FuncCall, error) {
+	call := raw.Stmt.GetCallStmt().GetFunccall()
+	if sel := raw.Stmt.GetSelectStmt(); sel != nil && selectsMigrate(sql, skipSpace(sql, int(raw.StmtLocation))) {
+		if call = selectedCall(sel); call == nil {
+			return nil, errNotSelectCommand
+		}
 	}
-	name := call.Funcname
+	return migrateProcedure(call)
+}
+
+// migrateProcedure returns call if it calls migrate.<proc>, or nil if it
+// calls another procedure or is nil. A database-qualified procedure,
+// db.migrate.<proc>, and migrate.x.y are refused.
+func migrateProcedure(call *pg_query.FuncCall) (*pg_query.FuncCall, error) {
+	name := call.GetFuncname()
 	switch {
 	case len(name) == 2 && name[0].GetString_().GetSval() == "migrate":
 		return call, nil
@@ -162,6 +189,49 @@ func migrateCall(stmt *pg_query.Node) (*pg_query.FuncCall, error) {
 			HintText: "Call the procedure as migrate.<procedure>(...): the session's database is the one it acts on."}
 	}
 	return nil, nil
+}
+
+// selectedCall returns the function of sel if sel parses from SELECT *
+// FROM f(...) [[AS] alias] and nothing more, else nil.
+func selectedCall(sel *pg_query.SelectStmt) *pg_query.FuncCall {
+	if !onlyFields(sel, "target_list", "from_clause", "limit_option", "op") ||
+		sel.LimitOption != pg_query.LimitOption_LIMIT_OPTION_DEFAULT || sel.Op != pg_query.SetOperation_SETOP_NONE ||
+		len(sel.TargetList) != 1 || len(sel.FromClause) != 1 {
+		return nil
+	}
+	target := sel.TargetList[0].GetResTarget()
+	star := target.GetVal().GetColumnRef()
+	if !onlyFields(target, "val", "location") || !onlyFields(star, "fields", "location") ||
+		len(star.GetFields()) != 1 || star.Fields[0].GetAStar() == nil {
+		return nil
+	}
+	from := sel.FromClause[0].GetRangeFunction()
+	if !onlyFields(from, "functions", "alias") || from.Alias != nil && !onlyFields(from.Alias, "aliasname") ||
+		len(from.GetFunctions()) != 1 {
+		return nil
+	}
+	// The function and its column definitions (those of ROWS FROM).
+	items := from.Functions[0].GetList().GetItems()
+	if len(items) != 2 || items[1].GetNode() != nil {
+		return nil
+	}
+	return items[0].GetFuncCall()
+}
+
+// onlyFields reports whether m is set and has no fields set but those
+// named: a node of the parse tree with nothing more to it than expected,
+// whatever fields later versions of the parser add.
+func onlyFields(m proto.Message, names ...protoreflect.Name) bool {
+	r := m.ProtoReflect()
+	if !r.IsValid() {
+		return false
+	}
+	ok := true
+	r.Range(func(f protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		ok = slices.Contains(names, f.Name())
+		return ok
+	})
+	return ok
 }
 
 // argument converts an argument of the call; its errors start with where,

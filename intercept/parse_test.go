@@ -78,6 +78,31 @@ func TestParse(t *testing.T) {
 			"CALL migrate.verify() /*traceparent='00-00000000000000000000000000000000-00f067aa0ba902b7-01'*/ /*traceparent='ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/",
 			&Command{Proc: "verify"},
 		},
+		// What pgjdbc sends for {call migrate.add_field(?, ?)}.
+		{
+			"select * from migrate.add_field($1, $2) as result",
+			&Command{Proc: "add_field", Args: []Arg{{Kind: Param, Param: 1}, {Kind: Param, Param: 2}}},
+		},
+		{
+			"select * from migrate.add_field($1,$2)  as result",
+			&Command{Proc: "add_field", Args: []Arg{{Kind: Param, Param: 1}, {Kind: Param, Param: 2}}},
+		},
+		{
+			"SELECT * FROM migrate.describe('invoice');",
+			&Command{Proc: "describe", Args: []Arg{{Value: "invoice"}}},
+		},
+		{
+			`Select/**/*/**/From "migrate" . Add_Field(model => 'invoice', field => '{}'::jsonb, dry_run => true) r`,
+			&Command{Proc: "add_field", Args: []Arg{
+				{Name: "model", Value: "invoice"},
+				{Name: "field", Value: "{}", Type: "jsonb"},
+				{Name: "dry_run", Value: "true"},
+			}},
+		},
+		{
+			"/*traceparent='" + tp + "'*/ SELECT * FROM migrate.list_models() AS result",
+			&Command{Proc: "list_models", Traceparent: tp},
+		},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.sql)
@@ -118,6 +143,12 @@ func TestParseErrors(t *testing.T) {
 		{"CALL migrate.verify(org => 'a', org => 'b')", "42601", `argument "org" of migrate.verify is given more than once`},
 		{"CALL migrate.add_field(field => '{}')", "42601", `missing argument "model" of migrate.add_field`},
 		{"CALL migrate.create_tenant(upstream => 'main')", "42601", `missing argument "org" of migrate.create_tenant`},
+		{"SELECT * FROM migrate.nope() AS result", "42883", "procedure migrate.nope does not exist"},
+		{"SELECT * FROM migrate.verify() AS result; SELECT 1", "0A000", "a migrate command must be alone in its query"},
+		{"SELECT * FROM migrate.describe(lower('X'))", "42601", "argument 1 of migrate.describe must be a literal or a $n parameter"},
+		{"SELECT * FROM migrate.describe(VARIADIC ARRAY['x'])", "42601", "migrate.describe takes a plain list of arguments"},
+		// pgjdbc's {? = call migrate.describe(?)}: the out parameter first.
+		{"select * from migrate.describe($1,$2) as result", "42601", "too many arguments for migrate.describe"},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.sql)
@@ -160,14 +191,50 @@ func TestParseNotCommand(t *testing.T) {
 		`CALL U&"other".x()`,
 		"CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; CALL migrate.verify(); END",
 		`SELECT '\''; CALL migrate.list_models(); --'`,
+		`SELECT * FROM U&"other".x()`,
+		"SELECT migrate.verify()",
+		"SELECT * FROM migrate.list_models",
+		"(SELECT * FROM migrate.verify())",
+		"SELECT ALL * FROM migrate.verify()",
 	} {
 		if _, err := Parse(sql); err != errNotCommand {
 			t.Errorf("Parse(%q): %v, want errNotCommand", sql, err)
 		}
 	}
-	for _, sql := range []string{"CALL migrate.x.y()", "CALL crm.migrate.list_models()", `CALL "crm"."migrate".verify()`} {
+	for _, sql := range []string{"CALL migrate.x.y()", "CALL crm.migrate.list_models()", `CALL "crm"."migrate".verify()`,
+		"SELECT * FROM migrate.x.y()", "SELECT * FROM crm.migrate.list_models() AS result"} {
 		_, err := Parse(sql)
 		checkError(t, sql, err, "0A000", "cross-database references are not implemented for migrate commands")
+	}
+}
+
+// TestParseSelectNotCommand refuses a SELECT that starts as SELECT * FROM
+// migrate.<proc>(...) but has more to it: the proxy takes it and must not
+// run it as the command.
+func TestParseSelectNotCommand(t *testing.T) {
+	for _, sql := range []string{
+		"SELECT * FROM migrate.verify() WHERE false",
+		"SELECT * FROM migrate.verify(), pg_class",
+		"SELECT * FROM migrate.verify() JOIN pg_class ON true",
+		"SELECT * FROM migrate.verify() CROSS JOIN LATERAL migrate.list_models()",
+		"SELECT * FROM migrate.verify() AS result(model)",
+		"SELECT * FROM migrate.verify() AS result(model text)",
+		"SELECT * FROM migrate.verify() WITH ORDINALITY",
+		"SELECT * FROM migrate.verify() GROUP BY 1",
+		"SELECT * FROM migrate.verify() HAVING true",
+		"SELECT * FROM migrate.verify() WINDOW w AS ()",
+		"SELECT * FROM migrate.verify() ORDER BY 1",
+		"SELECT * FROM migrate.verify() LIMIT 1",
+		"SELECT * FROM migrate.verify() LIMIT ALL",
+		"SELECT * FROM migrate.verify() OFFSET 0",
+		"SELECT * FROM migrate.verify() FETCH FIRST 1 ROW ONLY",
+		"SELECT * FROM migrate.verify() FOR UPDATE",
+		"SELECT * FROM migrate.verify() UNION SELECT * FROM migrate.verify()",
+		"SELECT * FROM migrate.verify() EXCEPT SELECT 1",
+		"SELECT * FROM migrate.models.x",
+	} {
+		_, err := Parse(sql)
+		checkError(t, sql, err, "0A000", "a migrate procedure can only be selected from as SELECT * FROM migrate.<procedure>(...)")
 	}
 }
 
@@ -192,16 +259,18 @@ func FuzzParamNumber(f *testing.F) {
 		f.Add(n)
 	}
 	f.Fuzz(func(t *testing.T, n uint32) {
-		c, err := Parse(fmt.Sprintf("CALL migrate.describe($%d)", n))
-		if err != nil {
-			checkCoded(t, err)
-			return
-		}
-		if types := c.ParamTypes(); n == 0 || n > 4 || len(types) != int(n) {
-			t.Errorf("$%d accepted with %d parameter types", n, len(types))
-		}
-		if _, err := c.Bind(make([]*string, min(n, 4))); err == nil && n > 0 {
-			t.Errorf("$%d bound to NULL for a required argument", n)
+		for _, form := range []string{"CALL migrate.describe($%d)", "SELECT * FROM migrate.describe($%d) AS result"} {
+			c, err := Parse(fmt.Sprintf(form, n))
+			if err != nil {
+				checkCoded(t, err)
+				continue
+			}
+			if types := c.ParamTypes(); n == 0 || n > 4 || len(types) != int(n) {
+				t.Errorf("%s: $%d accepted with %d parameter types", form, n, len(types))
+			}
+			if _, err := c.Bind(make([]*string, min(n, 4))); err == nil && n > 0 {
+				t.Errorf("%s: $%d bound to NULL for a required argument", form, n)
+			}
 		}
 	})
 }

@@ -21,7 +21,10 @@ const (
 	// by the schema migrate (unquoted in any case, or quoted exactly as
 	// "migrate") and a dot, or by a name, a dot, migrate and a dot (a
 	// database-qualified procedure). A name written as a Unicode-escaped
-	// identifier (U&"...") counts as well, as it may spell migrate.
+	// identifier (U&"...") counts as well, as it may spell migrate. So
+	// does SELECT * FROM followed by such a name and then a function's
+	// opening parenthesis (or a dot, for a name of more parts), the form
+	// of JDBC's {call migrate.<proc>(...)}.
 	Migrate
 )
 
@@ -38,7 +41,7 @@ const (
 // Classify does not parse and does not allocate. It may call a text
 // Migrate that is not a migrate command, which Parse then refuses, but it
 // never misses a text that PostgreSQL would parse as a CALL of a procedure
-// in schema migrate.
+// in schema migrate, or as SELECT * FROM a function in schema migrate.
 func Classify(sql []byte) Kind {
 	k, several := classify(sql, reading{})
 	// Readings differ only in where strings end, which matters only
@@ -150,6 +153,9 @@ func statementKind(sql []byte, i int) Kind {
 		}
 		return ddlIf(sql, i, "create", "comment")
 	case 's':
+		if selectsMigrate(sql, i) {
+			return Migrate
+		}
 		if j, ok := word(sql, i, "set"); ok {
 			return setKind(sql, skipSpace(sql, j))
 		}
@@ -251,7 +257,7 @@ func unicodeIdent(b []byte) bool {
 }
 
 // callsMigrate reports whether the statement at sql[i] starts with CALL
-// migrate and a dot, or CALL, a name, a dot, migrate and a dot.
+// and a name qualified by migrate (migrateQualified).
 func callsMigrate(sql []byte, i int) bool {
 	if !hasPrefixFold(sql[i:], "call") {
 		return false
@@ -261,23 +267,77 @@ func callsMigrate(sql []byte, i int) bool {
 	if j == i && (j == len(sql) || sql[j] != '"') {
 		return false // no separator after CALL: a longer word, or the end
 	}
-	if unicodeIdent(sql[j:]) {
-		return true
-	}
-	if k, ok := migrateName(sql, j); ok {
-		return k < len(sql) && sql[k] == '.'
-	}
-	// A database name first: CALL crm.migrate.x().
-	k := nameEnd(sql, j)
-	if k == j || k == len(sql) || sql[k] != '.' {
+	_, ok := migrateQualified(sql, j)
+	return ok
+}
+
+// selectsMigrate reports whether the statement at sql[i] starts with
+// SELECT * FROM and a name qualified by migrate (migrateQualified) that
+// names a function: a name followed by an opening parenthesis, or by a dot
+// (a name of more parts, which Parse refuses), or a Unicode-escaped one.
+// SELECT * FROM migrate.t, a table, is not one.
+func selectsMigrate(sql []byte, i int) bool {
+	j, ok := word(sql, i, "select")
+	if !ok {
 		return false
 	}
-	k = skipSpace(sql, k+1)
-	if unicodeIdent(sql[k:]) {
+	j = skipSpace(sql, j)
+	if j == len(sql) || sql[j] != '*' {
+		return false
+	}
+	j, ok = word(sql, skipSpace(sql, j+1), "from")
+	if !ok {
+		return false
+	}
+	j, ok = migrateQualified(sql, skipSpace(sql, j))
+	switch {
+	case !ok:
+		return false
+	case unicodeIdent(sql[j:]):
 		return true
 	}
-	k, ok := migrateName(sql, k)
-	return ok && k < len(sql) && sql[k] == '.'
+	k := nameEnd(sql, j)
+	return k > j && k < len(sql) && (sql[k] == '(' || sql[k] == '.')
+}
+
+// migrateQualified reports whether the name at sql[j] is qualified by the
+// schema migrate: migrate and a dot, or a name, a dot, migrate and a dot
+// (a database-qualified name), where a Unicode-escaped identifier
+// (U&"...") may stand for migrate. It returns the index of what follows
+// the qualification: the unqualified name, or the Unicode-escaped
+// identifier.
+func migrateQualified(sql []byte, j int) (int, bool) {
+	if unicodeIdent(sql[j:]) {
+		return j, true
+	}
+	if k, ok := migrateName(sql, j); ok {
+		return dotAfter(sql, k)
+	}
+	// A database name first: crm.migrate.x.
+	k := nameEnd(sql, j)
+	if k == j {
+		return j, false
+	}
+	k, ok := dotAfter(sql, k)
+	if !ok {
+		return j, false
+	}
+	if unicodeIdent(sql[k:]) {
+		return k, true
+	}
+	if k, ok = migrateName(sql, k); ok {
+		return dotAfter(sql, k)
+	}
+	return j, false
+}
+
+// dotAfter reports whether sql[k] is a dot and returns the index of what
+// follows it and the spaces after it.
+func dotAfter(sql []byte, k int) (int, bool) {
+	if k == len(sql) || sql[k] != '.' {
+		return k, false
+	}
+	return skipSpace(sql, k+1), true
 }
 
 // migrateName reports whether sql[j:] starts with the name migrate

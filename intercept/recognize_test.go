@@ -61,6 +61,50 @@ var maybeTests = []struct {
 	// With standard_conforming_strings off, the backslash escapes the
 	// quote and the CALL is a statement of its own.
 	{`SELECT '\''; CALL migrate.list_models(); --'`, true},
+
+	// What pgjdbc sends for {call migrate.add_field(?, ?)} and
+	// { call migrate.add_field(?,?) }.
+	{"select * from migrate.add_field($1, $2) as result", true},
+	{"select * from migrate.add_field($1,$2)  as result", true},
+	{"SELECT * FROM migrate.describe('x')", true},
+	{`SeLeCt*FrOm"migrate".x()`, true},
+	{"select/**/*/**/from/**/migrate/**/./**/x/**/() r", true},
+	{"select\n*--c\nfrom migrate . \"add_field\" (model => 'x')", true},
+	{"SELECT 1; SELECT * FROM migrate.x()", true},
+	{`SELECT * FROM U&"mi\0067rate".x()`, true},
+	{`SELECT * FROM migrate.U&"x"()`, true},
+	{"SELECT * FROM crm.migrate.x()", true},
+	{"SELECT * FROM migrate.x.y()", true},
+	// Texts that start like one but are more, for Parse to refuse.
+	{"SELECT * FROM migrate.x() WHERE true", true},
+	{"SELECT * FROM migrate.x(), pg_class", true},
+	{"SELECT * FROM migrate.x() JOIN pg_class ON true", true},
+	{"SELECT * FROM migrate.x() UNION SELECT * FROM pg_class", true},
+	{"SELECT * FROM migrate.x.y", true},
+	{"SELECT * FROM migrate.x", false},
+	{"SELECT * FROM migrate.x AS y", false},
+	{"SELECT * FROM migrate", false},
+	{"SELECT * FROM crm.migrate.x", false},
+	{"SELECT * FROM migrate_x.y()", false},
+	{"SELECT * FROM other.x()", false},
+	{"SELECT migrate.x()", false},
+	{"SELECT 1 FROM migrate.x()", false},
+	{"SELECT *, 1 FROM migrate.x()", false},
+	{"SELECT r.* FROM migrate.x() r", false},
+	{"SELECT ** FROM migrate.x()", false},
+	{"SELECT ALL * FROM migrate.x()", false},
+	{"SELECT DISTINCT * FROM migrate.x()", false},
+	{"(SELECT * FROM migrate.x())", false},
+	{"SELECTS * FROM migrate.x()", false},
+	{"SELECT * FROMmigrate.x()", false},
+	{"SELECT * FROM LATERAL migrate.x()", false},
+	{"SELECT * FROM ROWS FROM (migrate.x())", false},
+	{"SELECT * FROM (SELECT * FROM migrate.x()) s", false},
+	{"SELECT * FROM pg_class WHERE EXISTS (SELECT * FROM migrate.x())", false},
+	{"WITH w AS (SELECT 1) SELECT * FROM migrate.x()", false},
+	{"EXPLAIN SELECT * FROM migrate.x()", false},
+	{"SELECT 'SELECT * FROM migrate.x()'", false},
+	{"-- SELECT * FROM migrate.x()\nSELECT 1", false},
 }
 
 func TestMaybe(t *testing.T) {
@@ -138,18 +182,46 @@ func TestClassify(t *testing.T) {
 }
 
 // callsMigrateProc reports whether pg_query parses sql into statements of
-// which one is a CALL of a procedure migrate.<proc>.
+// which one calls a procedure migrate.<proc>: a CALL, or a SELECT * FROM
+// migrate.<proc>(...) and nothing more that starts with the tokens SELECT,
+// * and FROM as PostgreSQL's lexer reads them.
 func callsMigrateProc(sql string) bool {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return false
 	}
 	for _, raw := range tree.Stmts {
-		if call, err := migrateCall(raw.Stmt); call != nil || err != nil {
+		call := raw.Stmt.GetCallStmt().GetFunccall()
+		if sel := raw.Stmt.GetSelectStmt(); sel != nil && startsSelectStarFrom(sql[raw.StmtLocation:]) {
+			call = selectedCall(sel)
+		}
+		if call, err := migrateProcedure(call); call != nil || err != nil {
 			return true
 		}
 	}
 	return false
+}
+
+// startsSelectStarFrom reports whether the first tokens of sql, comments
+// aside, are SELECT, * and FROM.
+func startsSelectStarFrom(sql string) bool {
+	scan, err := pg_query.Scan(sql)
+	if err != nil {
+		return false
+	}
+	want := []pg_query.Token{pg_query.Token_SELECT, pg_query.Token_ASCII_42, pg_query.Token_FROM}
+	for _, tok := range scan.Tokens {
+		switch {
+		case len(want) == 0:
+			return true
+		case tok.Token == pg_query.Token_SQL_COMMENT || tok.Token == pg_query.Token_C_COMMENT:
+		case tok.Token != want[0]:
+			return false
+		default:
+			want = want[1:]
+		}
+	}
+	return len(want) == 0
 }
 
 func FuzzMaybe(f *testing.F) {
@@ -184,7 +256,7 @@ var ordinaryQueries = []string{
 }
 
 func TestMaybeAllocs(t *testing.T) {
-	queries := append(ordinaryQueries, "SELECT 1; CALL migrate.add_field('invoice', '{}')")
+	queries := append(ordinaryQueries, "SELECT 1; CALL migrate.add_field('invoice', '{}')", "select * from migrate.add_field($1, $2) as result")
 	for _, q := range queries {
 		sql := []byte(q)
 		if n := testing.AllocsPerRun(10, func() { Classify(sql) }); n != 0 {

@@ -27,8 +27,10 @@ pg_bindir() {
 }
 
 # ensure_packages installs the Debian packages the project needs and lacks:
-# the PostgreSQL server (initdb, postgres, pgbench), its client (psql) and gcc
-# (cgo). Not being root, it prints the command to run instead and exits.
+# the PostgreSQL server (initdb, postgres, pgbench), its client (psql), gcc
+# (cgo), and the clients the e2e tests drive: pgjdbc with a JDK, psycopg 3,
+# psycopg2, SQLAlchemy and Django. Not being root, it prints the command to
+# run instead and exits.
 ensure_packages() {
   local missing=()
   if ! pg_bindir >/dev/null || ! pgbench --version >/dev/null 2>&1; then
@@ -40,6 +42,20 @@ ensure_packages() {
   if ! command -v gcc >/dev/null 2>&1; then
     missing+=(gcc)
   fi
+  if [[ ! -f /usr/share/java/postgresql.jar ]]; then
+    missing+=(libpostgresql-jdbc-java)
+  fi
+  if ! command -v javac >/dev/null 2>&1; then
+    missing+=(openjdk-17-jdk-headless)
+  fi
+  # Debian installs these for /usr/bin/python3, whichever python3 is on PATH.
+  local module package
+  for module in psycopg:python3-psycopg psycopg2:python3-psycopg2 sqlalchemy:python3-sqlalchemy django:python3-django; do
+    package=${module#*:}
+    if ! /usr/bin/python3 -c "import ${module%%:*}" >/dev/null 2>&1; then
+      missing+=("$package")
+    fi
+  done
   if ((${#missing[@]} == 0)); then
     return
   fi
