@@ -19,9 +19,12 @@
 //     the authority on passwords. The upstream's BackendKeyData reaches the
 //     client with its real process id but a random secret of the proxy's
 //     own, which CancelRequest is checked against.
-//  3. Relay: plain sessions are relayed by epoll loops, one per core, each
-//     on a locked OS thread and taking sessions in turn (poll_linux.go),
-//     TLS sessions by a goroutine per direction. Both
+//  3. Relay: sessions are relayed by epoll loops, one per core, each on a
+//     locked OS thread and taking sessions in turn (poll_linux.go); a TLS
+//     client's encryption is ended in front of the loop by a bridge over a
+//     socket pair (tlsBridge), so that plain and TLS sessions share one
+//     relay. Where there is no epoll, a goroutine per direction relays
+//     (relayPumps). Both
 //     read into a reused buffer and track message boundaries from the 5-byte
 //     headers, forwarding runs of bytes untouched and without per-message
 //     allocation; the boundaries are what lets the proxy enforce the maximum

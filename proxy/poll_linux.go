@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -161,19 +163,28 @@ func (pl *poller) end(fd int) *pollEnd {
 }
 
 // relay takes over the session's two connections and relays them until
-// the session ends, returning its cause. ok is false when a connection is
-// not a plain socket; nothing has changed then.
+// the session ends, returning its cause. A TLS client is relayed through
+// a bridge (tlsBridge), so that every session goes through the loop. ok
+// is false when a connection is neither a socket nor TLS over one;
+// nothing has changed then.
 func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) {
-	cfd, err := dupSocket(s.client)
-	if err != nil {
-		return nil, false
-	}
 	ufd, err := dupSocket(s.upstream)
 	if err != nil {
-		syscall.Close(cfd)
 		return nil, false
 	}
-	s.client.Close()
+	var cfd int
+	if tc, isTLS := s.client.(*tls.Conn); isTLS {
+		cfd, err = tlsBridge(tc)
+	} else {
+		cfd, err = dupSocket(s.client)
+		if err == nil {
+			s.client.Close()
+		}
+	}
+	if err != nil {
+		syscall.Close(ufd)
+		return nil, false
+	}
 	s.upstream.Close()
 	m := s.srv.metrics
 	rel := &pollRelay{ctx: ctx, s: s, pl: pl, done: make(chan error, 1)}
@@ -237,6 +248,37 @@ func dupSocket(conn net.Conn) (int, error) {
 		}
 	})
 	return fd, errors.Join(err, derr)
+}
+
+// tlsBridge ends a client's TLS in front of the loop: it returns one end
+// of a socket pair, which the loop relays as it does a plain client's
+// socket, while two goroutines copy between the pair's other end and the
+// TLS connection. The TLS connection is closed once the loop has closed
+// its end (after anything written to it, a farewell included, has gone
+// out), or the client has gone.
+func tlsBridge(tc *tls.Conn) (int, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	f := os.NewFile(uintptr(fds[1]), "tls-bridge")
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		syscall.Close(fds[0])
+		return -1, err
+	}
+	pair := conn.(*net.UnixConn)
+	go func() {
+		io.Copy(pair, tc)
+		pair.CloseWrite()
+	}()
+	go func() {
+		io.Copy(tc, pair)
+		tc.Close()
+		pair.Close()
+	}()
+	return fds[0], nil
 }
 
 // rawIO receives from (SYS_RECVFROM) or sends to (SYS_SENDTO) a
