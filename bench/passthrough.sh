@@ -33,6 +33,12 @@ BENCH_BOUNCER_PORT=${BENCH_BOUNCER_PORT:-56433}
 BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 BENCH_BASELINE_PORT=${BENCH_BASELINE_PORT:-56434}
 BENCH_BASELINE_ADMIN_PORT=${BENCH_BASELINE_ADMIN_PORT:-59465}
+# BENCH_IDLE lists counts of idle clients (say "1000"): after the matrix,
+# each proxy and PgBouncer is held that many connected clients that send
+# nothing, and the growth of its resident memory per client is reported.
+# BENCH_IDLE_ONLY=1 skips the matrix.
+BENCH_IDLE=${BENCH_IDLE:-}
+BENCH_IDLE_ONLY=${BENCH_IDLE_ONLY:-0}
 [[ -z $BENCH_BASELINE_BIN ]] || BENCH_TARGETS="$BENCH_TARGETS baseline"
 BENCH_SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-256MB}
 BENCH_WARMUP=${BENCH_WARMUP:-2} # seconds of unrecorded load per target first
@@ -263,7 +269,7 @@ start_cluster() {
 		listen_addresses = '$HOST'
 		port = $BENCH_PGPORT
 		unix_socket_directories = '$SOCK_DIR'
-		max_connections = 200
+		max_connections = $((200 + $(max_idle)))
 		shared_buffers = $BENCH_SHARED_BUFFERS
 		fsync = off
 		synchronous_commit = off
@@ -296,6 +302,8 @@ start_proxy() {
 		  - org: bench
 		    database: bench
 		    schema: public
+		limits:
+		  max_client_conns: $((1000 + $(max_idle)))
 	EOF
 	log "starting $name ($bin) on $HOST:$port"
 	# In a session of its own, as PgBouncer (-d) and PostgreSQL (pg_ctl)
@@ -322,7 +330,7 @@ start_pgbouncer() {
 		pool_mode = session
 		auth_type = trust
 		auth_file = $DATA/userlist.txt
-		max_client_conn = 200
+		max_client_conn = $((200 + $(max_idle)))
 		default_pool_size = 64
 		ignore_startup_parameters = extra_float_digits
 		logfile = $DATA/pgbouncer.log
@@ -419,6 +427,42 @@ run_one() {
 	fi
 	echo "$round,$mode,$c,$t,$order,$BENCH_SECONDS,$tps,$lat,$txns,$cpu_s,$cpu_us,$status" >>"$RAW"
 	log "  $(printf '%-9s' "$t") tps=$(fmt %.0f "$tps") lat=$(fmt %.3f "$lat")ms${pid:+ cpu=${cpu_s:-?}s µs/txn=${cpu_us:-?}}"
+}
+
+# max_idle is the largest count of BENCH_IDLE (0 if none).
+max_idle() {
+	local n max=0
+	for n in $BENCH_IDLE; do ((n > max)) && max=$n; done
+	echo "$max"
+}
+
+# rss_kib PID: the resident memory of a process, in KiB.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# idle_memory: for each count of BENCH_IDLE and each target but direct, on
+# fresh processes, the resident memory before and while that many clients
+# are connected and idle (pgbench clients that only sleep), per client.
+idle_memory() {
+	local n t pid before during hold=$((BENCH_SECONDS + 4))
+	printf '\\sleep %d s\n' "$hold" >"$DATA/idle.sql"
+	echo
+	echo "| idle clients | target | RSS before (KiB) | RSS with the clients (KiB) | per client (KiB) |"
+	echo "|---:|---|---:|---:|---:|"
+	for n in $BENCH_IDLE; do
+		stop_targets
+		start_targets
+		for t in $BENCH_TARGETS; do
+			[[ $t == direct ]] && continue
+			pid=$(pid_of "$t")
+			before=$(rss_kib "$pid")
+			"$PGBENCH" -n -c "$n" -j 8 -T "$hold" -f "$DATA/idle.sql" \
+				-h "$HOST" -p "$(port_of "$t")" -U postgres bench >"$DATA/idle-$t-$n.log" 2>&1 &
+			sleep "$BENCH_SECONDS"
+			during=$(rss_kib "$pid")
+			wait $! || log "idle clients on $t: pgbench failed (see $DATA/idle-$t-$n.log)"
+			echo "| $n | $t | $before | $during | $(awk -v a="$before" -v b="$during" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }') |"
+		done
+	done
 }
 
 run_matrix() {
@@ -554,8 +598,16 @@ main() {
 	stop_stale_cluster
 	check_ports_free
 	start_cluster
-	run_matrix
-	report
+	if [[ $BENCH_IDLE_ONLY != 1 ]]; then
+		run_matrix
+		report
+	fi
+	if [[ -n $BENCH_IDLE ]]; then
+		# Not in a pipeline: the targets it starts must stay this
+		# shell's, for cleanup to stop them.
+		idle_memory >"$DATA/idle.md"
+		tee -a "$RESULTS" <"$DATA/idle.md"
+	fi
 	[[ $FAILED_RUNS -eq 0 ]] || exit 2
 }
 
