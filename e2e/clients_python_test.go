@@ -44,31 +44,20 @@ func runPython(t testing.TB, py string, env []string, script string, args ...str
 	return runClient(t, filepath.Join(clientsDir, "python"), env, py, append([]string{script}, args...)...)
 }
 
-func TestClientsPsycopg(t *testing.T) {
-	py := python(t, "psycopg")
-	tn, p := clientTenants(t)
-	got := runPython(t, py, clientEnv(t, p, tn), "with_psycopg.py")
-	wantSteps(t, got, append(clientFlow(), errorStep("in_transaction", "25001"))...)
-}
-
-func TestClientsPsycopg2(t *testing.T) {
-	py := python(t, "psycopg2")
-	tn, p := clientTenants(t)
-	got := runPython(t, py, clientEnv(t, p, tn), "with_psycopg2.py")
-	wantSteps(t, got, append(clientFlow(), errorStep("in_transaction", "25001"))...)
-}
-
+func TestClientsPsycopg(t *testing.T)  { pythonFlow(t, "with_psycopg.py", "psycopg") }
+func TestClientsPsycopg2(t *testing.T) { pythonFlow(t, "with_psycopg2.py", "psycopg2") }
 func TestClientsSQLAlchemy(t *testing.T) {
-	py := python(t, "sqlalchemy", "psycopg2")
-	tn, p := clientTenants(t)
-	got := runPython(t, py, clientEnv(t, p, tn), "with_sqlalchemy.py")
-	wantSteps(t, got, append(clientFlow(), errorStep("in_transaction", "25001"))...)
+	pythonFlow(t, "with_sqlalchemy.py", "sqlalchemy", "psycopg2")
 }
+func TestClientsDjango(t *testing.T) { pythonFlow(t, "with_django.py", "django", "psycopg2") }
 
-func TestClientsDjango(t *testing.T) {
-	py := python(t, "django", "psycopg2")
+// pythonFlow runs script, with a Python that imports modules, through the
+// proxy: the common client flow, then a migrate command inside a
+// transaction, which must get 25001.
+func pythonFlow(t *testing.T, script string, modules ...string) {
+	py := python(t, modules...)
 	tn, p := clientTenants(t)
-	got := runPython(t, py, clientEnv(t, p, tn), "with_django.py")
+	got := runPython(t, py, clientEnv(t, p, tn), script)
 	wantSteps(t, got, append(clientFlow(), errorStep("in_transaction", "25001"))...)
 }
 
