@@ -99,7 +99,7 @@ func Parse(sql string) (*Command, error) {
 		return nil, &Error{Code: codeCharacterNotInRepertoire, Msg: "migrate command text is not valid UTF-8",
 			HintText: "Send migrate commands with client_encoding UTF8."}
 	}
-	tree, err := pg_query.Parse(sql)
+	tree, err := parseSQL(sql)
 	if err != nil {
 		return nil, &Error{Code: codeSyntaxError, Msg: err.Error()}
 	}
