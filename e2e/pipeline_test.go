@@ -233,3 +233,49 @@ func TestManyParsesInOneWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateErrorFailsTransaction: inside a transaction block, a migrate
+// command that fails, by the simple or the extended protocol, fails the
+// transaction as a failing statement does in PostgreSQL: the next
+// statement gets 25P02 and COMMIT rolls back, so a row inserted before is
+// not kept. Over plain and TLS connections, and directly against
+// PostgreSQL for comparison.
+func TestMigrateErrorFailsTransaction(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme.kept (n int); GRANT ALL ON acme.kept TO acme"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		conn    func(t *testing.T) *pgx.Conn
+		failing string
+	}{
+		{"plain", func(t *testing.T) *pgx.Conn { return p.connect(t, "postgres", "", "acme", "sslmode", "disable") }, "CALL migrate.describe($1)"},
+		{"tls", func(t *testing.T) *pgx.Conn { return p.connect(t, "postgres", "", "acme", "sslmode", "require") }, "CALL migrate.describe($1)"},
+		{"postgres", func(t *testing.T) *pgx.Conn { return directConn(t, tn.db) }, "SELECT 1 / length($1::text)::int / 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tc.conn(t)
+			ctx := testContext(t)
+			for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+				if _, err := conn.Exec(ctx, "BEGIN; INSERT INTO acme.kept VALUES (1)"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, tc.failing, mode, "no_such_model"); err == nil {
+					t.Fatalf("%v: the failing statement succeeded", mode)
+				}
+				_, err := conn.Exec(ctx, "SELECT 1")
+				wantPgError(t, err, "25P02")
+				tag, err := conn.Exec(ctx, "COMMIT")
+				if err != nil || tag.String() != "ROLLBACK" {
+					t.Fatalf("%v: COMMIT: %q, %v; want ROLLBACK", mode, tag, err)
+				}
+				if n := queryValue[int](t, conn, "SELECT count(*) FROM acme.kept"); n != 0 {
+					t.Errorf("%v: %d rows kept, want none", mode, n)
+				}
+			}
+		})
+	}
+}

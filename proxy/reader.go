@@ -100,6 +100,10 @@ type tracker struct {
 	// dropError is set while an ErrorResponse the proxy provoked (see
 	// abortPipeline) is due from the upstream, which its reader drops.
 	dropError atomic.Bool
+	// dropReady is set while the ReadyForQuery that follows such an error
+	// of a Query the proxy sent (see abortTransaction) is due, which the
+	// upstream's reader drops once it has counted it.
+	dropReady atomic.Bool
 	// answered, when not nil, hears (without blocking) of each answer
 	// that settles something owed: the pumps wait on it for the upstream
 	// to owe nothing before they answer a migrate command.
@@ -307,13 +311,19 @@ func (rd *reader) scan(maxBody int) (int, error) {
 func (rd *reader) observe(p, n int) bool {
 	typ := rd.buf[p]
 	if rd.take == nil { // the upstream's reader
-		drop := typ == 'E' && rd.track.dropError.Load()
+		t := rd.track
+		drop := typ == 'E' && t.dropError.Load() || typ == 'Z' && t.dropReady.Load()
 		if (typ == 'C' || drop) && p+5+n > rd.w {
 			rd.need = 5 + n
 			return true
 		}
 		if drop {
-			rd.track.dropError.Store(false)
+			if typ == 'E' {
+				t.dropError.Store(false)
+			} else {
+				t.dropReady.Store(false)
+				rd.observeUpstream(typ, p, n)
+			}
 			rd.taken, rd.drop = 5+n, true
 			return true
 		}

@@ -328,3 +328,46 @@ func TestUpstreamErrorDropped(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamAnswerDropped: the error and ReadyForQuery of a Query the
+// proxy sent to fail a transaction are dropped, split at any byte, the
+// ReadyForQuery counted first (what was owed, the transaction's status).
+func TestUpstreamAnswerDropped(t *testing.T) {
+	provoked, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"}).Encode(nil)
+	failed := []byte{'Z', 0, 0, 0, 5, 'E'}
+	in := slices.Concat(provoked, failed, commandComplete("SELECT 1"))
+	for skip := range len(in) {
+		track := &tracker{}
+		track.dropError.Store(true)
+		track.dropReady.Store(true)
+		track.owed.Store(1)
+		rd := newReader(&byteReader{data: in, skip: skip}, 16)
+		rd.track = track
+		var out bytes.Buffer
+		if err := rd.relay(&out, 1<<20, new(atomic.Int64)); !errors.Is(err, io.EOF) {
+			t.Fatalf("split at %d: relay %v", skip, err)
+		}
+		if !bytes.Equal(out.Bytes(), commandComplete("SELECT 1")) || track.owed.Load() != 0 || track.status.Load() != 'E' {
+			t.Fatalf("split at %d: output %q, owed %d, status %q", skip, out.Bytes(), track.owed.Load(), rune(track.status.Load()))
+		}
+	}
+}
+
+func TestHasError(t *testing.T) {
+	errMsg, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "25001", Message: "no"}).Encode(nil)
+	notice, _ := (&pgproto3.NoticeResponse{Severity: "NOTICE", Message: "hi"}).Encode(nil)
+	for _, tc := range []struct {
+		out  []byte
+		want bool
+	}{
+		{nil, false},
+		{commandComplete("CALL"), false},
+		{slices.Concat(notice, errMsg), true},
+		{slices.Concat(commandComplete("CALL"), notice), false},
+		{errMsg, true},
+	} {
+		if got := hasError(tc.out); got != tc.want {
+			t.Errorf("hasError(%q) = %v, want %v", tc.out, got, tc.want)
+		}
+	}
+}

@@ -510,12 +510,17 @@ func (s *session) cancelRunning() {
 
 // answer answers messages taken off the wire: a simple Query, or
 // extended-protocol messages; ReadyForQuery is added after a Query or a
-// Sync. When a migrate command failed in a pipeline whose Sync goes
-// upstream after statements that went there before it (an implicit
-// transaction) or inside a transaction block, abort is what the upstream
-// must get before that Sync for the failure to abort the transaction, as
-// PostgreSQL's own failure would: a Parse that fails, whose error the
-// upstream's reader drops (tracker.dropError).
+// Sync. A migrate command that fails aborts the transaction it is in, as
+// PostgreSQL's own failure would, by way of abort, what the upstream must
+// get before anything more of the client's:
+//   - in a pipeline whose Sync goes upstream after statements that went
+//     there before it (an implicit transaction), or inside a transaction
+//     block, a Parse that fails (abortPipeline), whose error the upstream's
+//     reader drops (tracker.dropError);
+//   - inside a transaction block, when the proxy answers the Query or Sync
+//     itself, a Query that fails (abortTransaction), whose error and
+//     ReadyForQuery the upstream's reader drops, the client being told the
+//     transaction failed.
 func (s *session) answer(ctx context.Context, batch [][]byte) (out, abort []byte) {
 	status := byte(s.track.status.Load())
 	sess := s.intercepted()
@@ -536,9 +541,30 @@ func (s *session) answer(ctx context.Context, batch [][]byte) (out, abort []byte
 		}
 	}
 	if last[0] == 'Q' || last[0] == 'S' {
+		if abort == nil && sess.InTransaction && hasError(out) {
+			s.track.dropError.Store(true)
+			s.track.dropReady.Store(true)
+			s.track.owed.Add(1)
+			abort, status = abortTransaction, 'E'
+		}
 		out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
 	}
 	return out, abort
+}
+
+// abortTransaction is a Query that fails (a syntax error), which fails the
+// upstream's transaction block.
+var abortTransaction, _ = (&pgproto3.Query{String: "pgmigrate-proxy: a migrate command failed in this transaction"}).Encode(nil)
+
+// hasError reports whether the messages of out include an ErrorResponse.
+func hasError(out []byte) bool {
+	for len(out) >= 5 {
+		if out[0] == 'E' {
+			return true
+		}
+		out = out[min(len(out), 1+int(binary.BigEndian.Uint32(out[1:5]))):]
+	}
+	return false
 }
 
 // abortPipeline is a Parse that fails (a syntax error), which puts the
