@@ -39,6 +39,11 @@ BENCH_BASELINE_ADMIN_PORT=${BENCH_BASELINE_ADMIN_PORT:-59465}
 # BENCH_IDLE_ONLY=1 skips the matrix.
 BENCH_IDLE=${BENCH_IDLE:-}
 BENCH_IDLE_ONLY=${BENCH_IDLE_ONLY:-0}
+# BENCH_SYSCALLS=1: after the matrix, one more run per mode, client count
+# and target but direct, with strace counting the target's system calls
+# (which slows it: these runs' TPS are not reported), and a table of
+# system calls per transaction.
+BENCH_SYSCALLS=${BENCH_SYSCALLS:-0}
 [[ -z $BENCH_BASELINE_BIN ]] || BENCH_TARGETS="$BENCH_TARGETS baseline"
 BENCH_SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-256MB}
 BENCH_WARMUP=${BENCH_WARMUP:-2} # seconds of unrecorded load per target first
@@ -465,6 +470,34 @@ idle_memory() {
 	done
 }
 
+# syscalls_per_txn: the system calls per transaction of each target but
+# direct, counted by strace -c -f over one pgbench run per mode and client
+# count.
+syscalls_per_txn() {
+	local mode c t pid st out txns calls
+	echo
+	echo "| mode | clients | target | system calls | transactions | calls per txn |"
+	echo "|---|---:|---|---:|---:|---:|"
+	for mode in $BENCH_MODES; do
+		for c in $BENCH_CLIENTS; do
+			for t in $BENCH_TARGETS; do
+				[[ $t == direct ]] && continue
+				pid=$(pid_of "$t")
+				strace -c -f -p "$pid" -o "$DATA/strace-$t-$mode-$c.txt" 2>/dev/null &
+				st=$!
+				sleep 1
+				out=$("$PGBENCH" -S -n -T "$BENCH_SECONDS" -c "$c" -j "$((c < 2 ? c : 2))" -M "$mode" \
+					-h "$HOST" -p "$(port_of "$t")" -U postgres bench 2>&1) || true
+				kill -INT "$st"
+				wait "$st" || true
+				txns=$(awk -F': *' '/^number of transactions actually processed/ { split($2, a, "/"); print a[1] }' <<<"$out")
+				calls=$(awk '$NF == "total" { print $4 }' "$DATA/strace-$t-$mode-$c.txt")
+				echo "| $mode | $c | $t | ${calls:-?} | ${txns:-?} | $(awk -v a="$calls" -v n="$txns" 'BEGIN { if (n > 0) printf "%.2f", a / n; else printf "?" }') |"
+			done
+		done
+	done
+}
+
 run_matrix() {
 	local -a targets=($BENCH_TARGETS)
 	local n=${#targets[@]} round mode c k cell=0 t
@@ -601,6 +634,11 @@ main() {
 	if [[ $BENCH_IDLE_ONLY != 1 ]]; then
 		run_matrix
 		report
+	fi
+	if [[ $BENCH_SYSCALLS == 1 && $BENCH_IDLE_ONLY != 1 ]]; then
+		command -v strace >/dev/null || die "BENCH_SYSCALLS=1 needs strace (apt-get install -y strace)"
+		syscalls_per_txn >"$DATA/syscalls.md"
+		tee -a "$RESULTS" <"$DATA/syscalls.md"
 	fi
 	if [[ -n $BENCH_IDLE ]]; then
 		# Not in a pipeline: the targets it starts must stay this
