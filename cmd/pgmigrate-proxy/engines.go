@@ -142,7 +142,7 @@ func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
 			eng, err = p.engines.get(route)
 		}
 		if err == nil {
-			_, err = eng.Apply(ctx, t.Org, &engine.CreateTenant{Org: t.Org, Schema: t.Schema, NoCreate: cfg.Policy.RawDDL == policy.RawDDLDeny})
+			err = provision(ctx, eng, t.Org, &engine.CreateTenant{Org: t.Org, Schema: t.Schema, NoCreate: cfg.Policy.RawDDL == policy.RawDDLDeny})
 		}
 		if err != nil {
 			p.log.Error("tenant cannot be provisioned", "org", t.Org, "error", err.Error())
@@ -157,6 +157,18 @@ func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
 	p.mu.Lock()
 	p.cfg, p.err = cfg, errors.Join(errs...)
 	p.mu.Unlock()
+}
+
+// provision applies op for org unless a dry run finds it in place: a
+// tenant already provisioned takes no lock, so that serving does not wait
+// for the recovery of an unfinished intent of the tenant (a long index
+// build), which the engine's sweep does meanwhile.
+func provision(ctx context.Context, eng *engine.Engine, org string, op *engine.CreateTenant) error {
+	if r, err := eng.Plan(ctx, org, op); err == nil && r.Status == engine.Unchanged {
+		return nil
+	}
+	_, err := eng.Apply(ctx, org, op)
+	return err
 }
 
 // provisionTimeout bounds one provisioning run of the config file's
