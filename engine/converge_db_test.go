@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -50,15 +49,18 @@ func runFirst(t *testing.T, db *testDB, op Operation, n int) []string {
 	return statements
 }
 
-// failIndex runs the CREATE UNIQUE INDEX CONCURRENTLY of a plan on a
-// column holding duplicates, which leaves the index invalid, then removes
-// the duplicates (the row whose id is dup).
-func failIndex(t *testing.T, db *testDB, cic string, dup int) {
+// failIndex leaves the index of a plan's CREATE UNIQUE INDEX CONCURRENTLY
+// invalid, as a build that failed does: it runs it on a column holding
+// duplicates (UPDATE acme.invoice SET same), then removes them (the row
+// whose id is 2, then UPDATE acme.invoice SET distinct).
+func failIndex(t *testing.T, db *testDB, cic, same, distinct string) {
 	t.Helper()
+	db.exec(t, "UPDATE acme.invoice SET "+same)
 	if _, err := db.pool.Exec(testCtx(t), cic); sqlState(err) != "23505" {
 		t.Fatalf("%s on duplicates: %v, want 23505", cic, err)
 	}
-	db.exec(t, "DELETE FROM acme.invoice WHERE id = "+strconv.Itoa(dup))
+	db.exec(t, "DELETE FROM acme.invoice WHERE id = 2")
+	db.exec(t, "UPDATE acme.invoice SET "+distinct)
 }
 
 // wantConverged re-runs op and checks that it finishes the field: status
@@ -123,9 +125,7 @@ func TestAddFieldUniqueConverges(t *testing.T) {
 	t.Run("invalid_index", func(t *testing.T) {
 		db := newConvergeDB(t)
 		statements := runFirst(t, db, op, 1)
-		db.exec(t, `UPDATE acme.invoice SET ref = 'same'`)
-		failIndex(t, db, statements[1], 2)
-		db.exec(t, `UPDATE acme.invoice SET ref = 'r' || id`)
+		failIndex(t, db, statements[1], "ref = 'same'", "ref = 'r' || id")
 		wantConverged(t, db, op, "DROP INDEX CONCURRENTLY", true, "")
 	})
 	t.Run("unattached_index", func(t *testing.T) {
@@ -153,9 +153,7 @@ func TestAddFieldReferencesConverges(t *testing.T) {
 	t.Run("validated_invalid_index", func(t *testing.T) {
 		db := newConvergeDB(t)
 		statements := runFirst(t, db, op, 3)
-		db.exec(t, `UPDATE acme.invoice SET customer_id = 1`)
-		failIndex(t, db, statements[3], 2)
-		db.exec(t, `UPDATE acme.invoice SET customer_id = NULL WHERE id = 3`)
+		failIndex(t, db, statements[3], "customer_id = 1", "customer_id = NULL WHERE id = 3")
 		wantConverged(t, db, op, "DROP INDEX CONCURRENTLY", true, "customer")
 	})
 }
@@ -166,9 +164,7 @@ func TestAlterFieldConverges(t *testing.T) {
 	t.Run("invalid_index", func(t *testing.T) {
 		db := newConvergeDB(t)
 		statements := planned(t, db, unique)
-		db.exec(t, `UPDATE acme.invoice SET name = 'same'`)
-		failIndex(t, db, statements[0], 2)
-		db.exec(t, `UPDATE acme.invoice SET name = 'n' || id`)
+		failIndex(t, db, statements[0], "name = 'same'", "name = 'n' || id")
 		wantConverged(t, db, unique, "DROP INDEX CONCURRENTLY", true, "")
 	})
 	t.Run("unattached_index", func(t *testing.T) {
