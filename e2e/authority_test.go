@@ -854,6 +854,12 @@ func TestAuthorityLocks(t *testing.T) {
 		"INSERT INTO pgmigrate.locks (org) VALUES ('" + authGlobex + "')",
 		"LOCK TABLE pgmigrate.tenants",
 		"SELECT * FROM pgmigrate.models FOR SHARE",
+		// A forged intent would have the next command or sweep run the
+		// operation it names, with the engine's rights.
+		"INSERT INTO pgmigrate.intents (op_id, org, operation, spec, plan, phase, undo, started_at) VALUES " +
+			"(gen_random_uuid(), '" + authGlobex + "', 'drop_tenant', '{\"Org\":\"" + authGlobex + "\"}', '[]', 0, '{}', now())",
+		"SELECT * FROM pgmigrate.intents",
+		"LOCK TABLE pgmigrate.intents",
 	} {
 		other := f.conn(authAcmeApp, authAcme)
 		wantServerError(t, execErr(t, other, "BEGIN; "+sql), "42501", sql)
