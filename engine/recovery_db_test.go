@@ -472,3 +472,23 @@ func TestRecoveryUndoesPastAnotherObject(t *testing.T) {
 		t.Error("the table named like the index is gone")
 	}
 }
+
+// A recovery stopped after a phase of its own is recovered in turn: the
+// intent stays until an engine completes it.
+func TestRecoveryStoppedInTurn(t *testing.T) {
+	c := faultCases()[0]
+	db := newFaultDB(t, c)
+	db.engine.fault = faultOnce(1, func() error { return errFault })
+	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
+		t.Fatalf("apply: %v, want the fault", err)
+	}
+	second := db.newEngine(t, testOptions())
+	second.fault = faultOnce(1, func() error { return errFault })
+	if n, err := second.RecoverAll(testCtx(t)); !errors.Is(err, errFault) || n != 1 {
+		t.Fatalf("recovery stopped after its index build: %d unfinished, %v; want 1 and the fault", n, err)
+	}
+	if got := indexesOn(t, db, "acme", "invoice", "code"); len(got) != 1 {
+		t.Fatalf("indexes on code after the stopped recovery: %+v, want the one it built", got)
+	}
+	checkRecovers(t, db, c, 1, db.newEngine(t, testOptions()))
+}
