@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/pgmigrate/pgmigrate-proxy/internal/pgtest"
 )
 
 // TestLostCommitResolvedByHistory checks how a COMMIT whose answer was lost
@@ -23,10 +25,23 @@ VALUES ($1, 'acme', 'add_field', '{}', 1, 0)`, applied)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !db.engine.committed(ctx, applied) {
-		t.Error("an operation with a history row was not seen as committed")
+	live, err := db.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if db.engine.committed(ctx, lost) {
-		t.Error("an operation without a history row was seen as committed")
+	defer live.Release()
+	gone, err := pgx.Connect(ctx, cluster.DSN(pgtest.Superuser, db.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.Close(ctx)
+	// On the attempt's connection, or a fresh one when it is gone.
+	for _, conn := range []*pgx.Conn{live.Conn(), gone} {
+		if !db.engine.committed(ctx, conn, applied) {
+			t.Error("an operation with a history row was not seen as committed")
+		}
+		if db.engine.committed(ctx, conn, lost) {
+			t.Error("an operation without a history row was seen as committed")
+		}
 	}
 }

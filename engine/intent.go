@@ -23,9 +23,12 @@ import (
 // finishes the operation or undoes it (see recoverOrg). A plan of one
 // transaction needs no row: it commits whole or not at all.
 type intent struct {
-	id      pgtype.UUID
-	org     string
-	op      Operation
+	id  pgtype.UUID
+	org string
+	// op is the operation, nil for one this engine cannot read (which
+	// recovery undoes); kind, model and field name it all the same.
+	op                 Operation
+	kind, model, field string
 	actor   actor
 	started time.Time
 	// undo reverses what the operation's committed phases did, in the
@@ -67,13 +70,12 @@ func (in *intent) journal(ctx context.Context, q execer, p *Plan, phase int, und
 	if undo == nil {
 		undo = []string{}
 	}
-	model, field := in.op.Target()
 	_, err = q.Exec(ctx, `INSERT INTO pgmigrate.intents
 	(op_id, org, operation, model, field, spec, plan, phase, undo, undoing, applied_by, application, started_at)
 VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''), $13)
 ON CONFLICT (op_id) DO UPDATE SET plan = EXCLUDED.plan, phase = EXCLUDED.phase, undo = EXCLUDED.undo,
 	undoing = EXCLUDED.undoing, updated_at = clock_timestamp()`,
-		in.id, in.org, in.op.Kind(), model, field, spec, planJSON, phase, undo, in.undoing, in.actor.user, in.actor.application, in.started)
+		in.id, in.org, in.kind, in.model, in.field, spec, planJSON, phase, undo, in.undoing, in.actor.user, in.actor.application, in.started)
 	return err
 }
 
@@ -83,13 +85,13 @@ func (in *intent) close(ctx context.Context, q execer) error {
 	return err
 }
 
-// reached reads the number of phases in's row says committed, -1 if it
-// cannot be read.
-func (e *Engine) reached(ctx context.Context, in *intent) int {
+// reached reads the number of phases in's row says committed, on conn or
+// a fresh connection if conn is gone; -1 if it cannot be read.
+func (e *Engine) reached(ctx context.Context, conn *pgx.Conn, in *intent) int {
 	ctx = context.WithoutCancel(ctx)
 	phase := -1
-	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, "SELECT phase FROM pgmigrate.intents WHERE op_id = $1", in.id).Scan(&phase)
+	err := e.onLiveConn(ctx, conn, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT phase FROM pgmigrate.intents WHERE op_id = $1", in.id).Scan(&phase)
 	})
 	if err != nil {
 		return -1
@@ -100,7 +102,8 @@ func (e *Engine) reached(ctx context.Context, in *intent) int {
 // loadIntents reads the org's unfinished intents, oldest first, but the
 // one of id (the caller's own).
 func loadIntents(ctx context.Context, q querier, org string, id pgtype.UUID) ([]*intent, error) {
-	rows, err := q.Query(ctx, `SELECT op_id, operation, spec, undo, undoing, COALESCE(applied_by, ''), COALESCE(application, ''), started_at
+	rows, err := q.Query(ctx, `SELECT op_id, operation, COALESCE(model, ''), COALESCE(field, ''), spec, undo, undoing,
+	COALESCE(applied_by, ''), COALESCE(application, ''), started_at
 FROM pgmigrate.intents WHERE org = $1 AND op_id IS DISTINCT FROM $2 ORDER BY started_at, op_id`, org, id)
 	if err != nil {
 		return nil, err
@@ -108,17 +111,13 @@ FROM pgmigrate.intents WHERE org = $1 AND op_id IS DISTINCT FROM $2 ORDER BY sta
 	var out []*intent
 	for rows.Next() {
 		in := &intent{org: org, journaled: true}
-		var kind string
 		var spec []byte
-		if err := rows.Scan(&in.id, &kind, &spec, &in.undo, &in.undoing, &in.actor.user, &in.actor.application, &in.started); err != nil {
+		if err := rows.Scan(&in.id, &in.kind, &in.model, &in.field, &spec, &in.undo, &in.undoing,
+			&in.actor.user, &in.actor.application, &in.started); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		in.op, err = decodeOperation(kind, spec)
-		if err != nil {
-			// An operation this engine cannot read is undone.
-			in.undoing = true
-		}
+		in.op = decodeOperation(in.kind, spec)
 		out = append(out, in)
 	}
 	return out, rows.Err()
@@ -138,17 +137,18 @@ var operations = map[string]func() Operation{
 	"drop_tenant":   func() Operation { return new(DropTenant) },
 }
 
-// decodeOperation makes the operation of kind from its spec.
-func decodeOperation(kind string, spec []byte) (Operation, error) {
+// decodeOperation makes the operation of kind from its spec, nil if this
+// engine cannot read it.
+func decodeOperation(kind string, spec []byte) Operation {
 	mk, ok := operations[kind]
 	if !ok {
-		return nil, fmt.Errorf("engine: unknown operation %q", kind)
+		return nil
 	}
 	op := mk()
-	if err := json.Unmarshal(spec, op); err != nil {
-		return nil, fmt.Errorf("engine: %s: %w", kind, err)
+	if json.Unmarshal(spec, op) != nil {
+		return nil
 	}
-	return op, nil
+	return op
 }
 
 // recoverOrg finishes or undoes each unfinished intent of org but the one
@@ -174,20 +174,20 @@ func (e *Engine) recoverOrg(ctx context.Context, lock, conn *pgx.Conn, org strin
 	return nil
 }
 
-// recoverIntent completes or undoes in (see recoverOrg).
+// recoverIntent completes or undoes in (see recoverOrg). An operation this
+// engine cannot read, or that is no longer valid, cannot be completed.
 func (e *Engine) recoverIntent(ctx context.Context, lock, conn *pgx.Conn, in *intent) error {
 	ctx = WithActor(ctx, in.actor.user, in.actor.application)
+	if in.op == nil || in.op.Validate(&e.opts) != nil {
+		in.undoing = true
+	}
 	outcome := RecoveryUndone
 	if in.undoing {
 		if err := e.abandon(ctx, conn, in); err != nil {
 			return err
 		}
 	} else {
-		if err := in.op.Validate(&e.opts); err != nil {
-			return err
-		}
-		model, field := in.op.Target()
-		r := Result{Org: in.org, Model: model, Field: field, Attempts: 1}
+		r := Result{Org: in.org, Model: in.model, Field: in.field, Attempts: 1}
 		err := e.run(ctx, trace.SpanFromContext(ctx), lock, conn, in, &r, func(err error) bool { return !retryable(err) })
 		switch {
 		case err == nil:
@@ -198,9 +198,8 @@ func (e *Engine) recoverIntent(ctx context.Context, lock, conn *pgx.Conn, in *in
 		}
 	}
 	e.opts.Recorder.Recovered(outcome)
-	model, field := in.op.Target()
-	e.log.Warn("recovered "+in.op.Kind(), keyOrg, in.org, keyTable, model, "field", field, "outcome", outcome,
-		"op_id", uuidString(in.id), "started_at", in.started)
+	e.log.Warn("recovered "+in.kind, keyOrg, in.org, keyTable, in.model, "field", in.field, "outcome", outcome,
+		"op_id", in.id.String(), "started_at", in.started)
 	return nil
 }
 
@@ -268,12 +267,9 @@ func (e *Engine) RecoverAll(ctx context.Context) (unfinished int, err error) {
 		mu   sync.Mutex
 		errs []error
 		wg   sync.WaitGroup
-		sem  = make(chan struct{}, cap(e.admitted))
 	)
 	for _, org := range orgs {
-		sem <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-sem }()
 			if err := e.recoverIdle(ctx, org); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("org %q: %w", org, err))
@@ -312,13 +308,6 @@ func (e *Engine) Sweep(every time.Duration) {
 		case <-time.After(every):
 		}
 	}
-}
-
-// uuidString formats a UUID as PostgreSQL prints it.
-func uuidString(id pgtype.UUID) string {
-	v, _ := id.Value()
-	s, _ := v.(string)
-	return s
 }
 
 // prepend puts the undo statements of a phase before those of the phases

@@ -160,8 +160,7 @@ func newFaultDB(t *testing.T, c faultCase) *testDB {
 	return db
 }
 
-// planPhases counts the phases the engine runs for op now: the plan's,
-// and one more to record it if the last is online.
+// planPhases counts the phases the engine runs for op now.
 func planPhases(t *testing.T, db *testDB, op Operation) int {
 	t.Helper()
 	pc, err := db.engine.acquire(testCtx(t))
@@ -173,11 +172,17 @@ func planPhases(t *testing.T, db *testDB, op Operation) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := len(p.Phases)
-	if n == 0 || p.Phases[n-1].Online {
-		n++
+	return len(runPhases(p))
+}
+
+// abandonAt applies c's operation on db's engine, abandoning it after
+// phase phases, as a crash would.
+func abandonAt(t *testing.T, db *testDB, c faultCase, phase int) {
+	t.Helper()
+	db.engine.fault = faultOnce(phase, func() error { return errFault })
+	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
+		t.Fatalf("apply: %v, want the fault", err)
 	}
-	return n
 }
 
 // checkRecovers lets e recover an operation stopped after phase phases,
@@ -287,9 +292,9 @@ func runChild(order string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	op, err := decodeOperation(o.Kind, o.Spec)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	op := decodeOperation(o.Kind, o.Spec)
+	if op == nil {
+		fmt.Fprintln(os.Stderr, "cannot decode", o.Kind)
 		return 2
 	}
 	cfg, err := pgxpool.ParseConfig(o.DSN)
@@ -322,10 +327,7 @@ func runChild(order string) int {
 func TestRecoveryUndoesWhatCannotComplete(t *testing.T) {
 	c := faultCases()[0]
 	db := newFaultDB(t, c)
-	db.engine.fault = faultOnce(1, func() error { return errFault })
-	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
-		t.Fatalf("apply: %v, want the fault", err)
-	}
+	abandonAt(t, db, c, 1)
 	db.exec(t, "UPDATE acme.invoice SET code = 'same'")
 	before := historyRows(t, db, "acme")
 	drifts, err := db.engine.Verify(testCtx(t), "acme")
@@ -358,10 +360,7 @@ func TestRecoveryUndoesWhatCannotComplete(t *testing.T) {
 func TestNextCommandRecoversFirst(t *testing.T) {
 	c := faultCases()[0]
 	db := newFaultDB(t, c)
-	db.engine.fault = faultOnce(2, func() error { return errFault })
-	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
-		t.Fatalf("apply: %v, want the fault", err)
-	}
+	abandonAt(t, db, c, 2)
 	rec := &countingRecorder{}
 	opts := testOptions()
 	opts.Recorder = rec
@@ -426,10 +425,7 @@ func (r *countingRecorder) Unfinished(n int) {
 func TestSweepSkipsHeldLock(t *testing.T) {
 	c := faultCases()[0]
 	db := newFaultDB(t, c)
-	db.engine.fault = faultOnce(1, func() error { return errFault })
-	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
-		t.Fatalf("apply: %v, want the fault", err)
-	}
+	abandonAt(t, db, c, 1)
 	lock, _, unlock, err := db.engine.lockTenant(testCtx(t), "acme", true)
 	if err != nil || lock == nil {
 		t.Fatalf("lock: %v", err)
@@ -459,10 +455,7 @@ func hasDrift(drifts []Drift, kind string) bool {
 func TestRecoveryUndoesPastAnotherObject(t *testing.T) {
 	c := faultCases()[0]
 	db := newFaultDB(t, c)
-	db.engine.fault = faultOnce(2, func() error { return errFault })
-	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
-		t.Fatalf("apply: %v, want the fault", err)
-	}
+	abandonAt(t, db, c, 2)
 	db.exec(t, "DROP INDEX acme.invoice_code_key; CREATE TABLE acme.invoice_code_key ()")
 	recoverAll(t, db.newEngine(t, testOptions()))
 	if findColumn(liveColumns(t, db, "acme", "invoice"), "code") != nil {
@@ -478,10 +471,7 @@ func TestRecoveryUndoesPastAnotherObject(t *testing.T) {
 func TestRecoveryStoppedInTurn(t *testing.T) {
 	c := faultCases()[0]
 	db := newFaultDB(t, c)
-	db.engine.fault = faultOnce(1, func() error { return errFault })
-	if _, err := db.engine.Apply(testCtx(t), "acme", c.op); !errors.Is(err, errFault) {
-		t.Fatalf("apply: %v, want the fault", err)
-	}
+	abandonAt(t, db, c, 1)
 	second := db.newEngine(t, testOptions())
 	second.fault = faultOnce(1, func() error { return errFault })
 	if n, err := second.RecoverAll(testCtx(t)); !errors.Is(err, errFault) || n != 1 {
@@ -491,4 +481,32 @@ func TestRecoveryStoppedInTurn(t *testing.T) {
 		t.Fatalf("indexes on code after the stopped recovery: %+v, want the one it built", got)
 	}
 	checkRecovers(t, db, c, 1, db.newEngine(t, testOptions()))
+}
+
+// An intent this engine cannot read (an operation it does not know), or
+// whose operation is not valid, is undone, not left for ever or crashing
+// the sweep.
+func TestRecoveryUndoesUnreadableIntent(t *testing.T) {
+	for _, spoil := range []string{
+		"UPDATE pgmigrate.intents SET operation = 'from_a_newer_engine'",
+		`UPDATE pgmigrate.intents SET spec = jsonb_set(spec, '{Model}', '"not a model name!"')`,
+	} {
+		t.Run(spoil, func(t *testing.T) {
+			c := faultCases()[0]
+			db := newFaultDB(t, c)
+			abandonAt(t, db, c, 1)
+			db.exec(t, spoil)
+			rec := &countingRecorder{}
+			opts := testOptions()
+			opts.Recorder = rec
+			recoverAll(t, db.newEngine(t, opts))
+			if rec.recovered[RecoveryUndone] != 1 {
+				t.Errorf("recoveries %v, want one undone", rec.recovered)
+			}
+			if findColumn(liveColumns(t, db, "acme", "invoice"), "code") != nil {
+				t.Error("the column of the undone intent is still there")
+			}
+			checkClean(t, db, db.engine, "invoice")
+		})
+	}
 }

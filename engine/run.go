@@ -54,7 +54,7 @@ func (e *Engine) Plan(ctx context.Context, org string, op Operation) (Result, er
 // that is not retried undoes them.
 func (e *Engine) Apply(ctx context.Context, org string, op Operation) (Result, error) {
 	return e.do(ctx, org, op, func(ctx context.Context, r *Result, start time.Time) error {
-		in := &intent{id: newOpID(), org: org, op: op, actor: actorOf(ctx), started: start}
+		in := &intent{id: newOpID(), org: org, op: op, kind: op.Kind(), model: r.Model, field: r.Field, actor: actorOf(ctx), started: start}
 		return e.retry(ctx, func(attempt int) error {
 			r.Attempts = attempt
 			return e.attempt(ctx, in, r, func(err error) bool {
@@ -157,7 +157,7 @@ func (e *Engine) attempt(ctx context.Context, in *intent, r *Result, final func(
 				return err
 			}
 		}
-		if r.Attempts > 1 && e.committed(ctx, in.id) {
+		if r.Attempts > 1 && e.committed(ctx, conn, in.id) {
 			// A recovery completed it while this Apply waited to retry.
 			r.Status = Applied
 			return nil
@@ -197,7 +197,7 @@ func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock, conn *pgx.Con
 	fail := func(err error) error {
 		if final(err) {
 			if undoErr := e.abandon(ctx, conn, in); undoErr != nil && in.journaled {
-				e.log.Error("undo left for recovery", keyOrg, in.org, "op_id", uuidString(in.id), keyError, undoErr.Error())
+				e.log.Error("undo left for recovery", keyOrg, in.org, "op_id", in.id.String(), keyError, undoErr.Error())
 			}
 		}
 		return err
@@ -219,12 +219,9 @@ func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock, conn *pgx.Con
 		}
 		return nil
 	}
-	phases := p.Phases
-	if len(phases) == 0 || phases[len(phases)-1].Online {
-		phases = append(slices.Clone(phases), Phase{})
-	}
+	phases := runPhases(p)
 	journal := in.journaled || len(phases) > 1
-	if err := e.faultAt(ctx, in.op.Kind(), 0); err != nil {
+	if err := e.faultAt(ctx, in.kind, 0); err != nil {
 		return err
 	}
 	for i, ph := range phases {
@@ -241,20 +238,20 @@ func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock, conn *pgx.Con
 				}
 				return e.finish(ctx, tx, lock, in, p, s, r, journal || r.Attempts > 1)
 			})
-			if err == nil || conn.IsClosed() && journal && e.reached(ctx, in) > i {
+			if err == nil || conn.IsClosed() && journal && e.reached(ctx, conn, in) > i {
 				// Committed, whether or not its answer came back.
 				in.undo = prepend(ph.Undo, in.undo)
 				in.journaled = in.journaled || journal
 			}
 		}
 		if err != nil {
-			if last && conn.IsClosed() && e.committed(ctx, in.id) {
+			if last && conn.IsClosed() && e.committed(ctx, conn, in.id) {
 				break
 			}
 			return fail(err)
 		}
 		if !last {
-			if err := e.faultAt(ctx, in.op.Kind(), i+1); err != nil {
+			if err := e.faultAt(ctx, in.kind, i+1); err != nil {
 				return err
 			}
 		}
@@ -269,11 +266,19 @@ func (e *Engine) run(ctx context.Context, opSpan trace.Span, lock, conn *pgx.Con
 	if appliedBy == "" {
 		appliedBy = conn.Config().User
 	}
-	model, _ := in.op.Target()
-	e.log.Info(logMessage(in.op), keyOrg, in.org, keyTable, model, keyFields, fieldNames(p.Model, r.Field),
+	e.log.Info(logMessage(in.op), keyOrg, in.org, keyTable, in.model, keyFields, fieldNames(p.Model, r.Field),
 		keyAttempt, r.Attempts, keyDurationMS, time.Since(in.started).Milliseconds(), keyAppliedBy, appliedBy,
 		keyTraceID, opSpan.SpanContext().TraceID().String())
 	return nil
+}
+
+// runPhases are the phases run for p: its own, and one more for the
+// metadata and history if it has none, or its last is online.
+func runPhases(p *Plan) []Phase {
+	if len(p.Phases) == 0 || p.Phases[len(p.Phases)-1].Online {
+		return append(slices.Clone(p.Phases), Phase{})
+	}
+	return p.Phases
 }
 
 // runOnline runs the online phase i of p: its undo is journaled before it
@@ -424,7 +429,7 @@ func (e *Engine) record(ctx context.Context, tx pgx.Tx, in *intent, p *Plan, s *
 			return err
 		}
 	}
-	return insertHistory(ctx, tx, in.id, org, r.Model, r.Field, in.op.Kind(), p.Statements(), r.Attempts, time.Since(in.started))
+	return insertHistory(ctx, tx, in.id, org, r.Model, r.Field, in.kind, p.Statements(), r.Attempts, time.Since(in.started))
 }
 
 // newOpID draws the id of an operation's history row.
@@ -510,13 +515,15 @@ func (e *Engine) onLiveConn(ctx context.Context, conn *pgx.Conn, fn func(*pgx.Co
 	return fn(conn)
 }
 
-// committed resolves a COMMIT whose answer was lost with the connection:
-// the history row of opID exists if and only if it committed.
-func (e *Engine) committed(ctx context.Context, opID pgtype.UUID) bool {
+// committed resolves a COMMIT whose answer was lost with the connection,
+// or an Apply a recovery may have completed: the history row of opID
+// exists if and only if it committed. It asks on conn, or a fresh
+// connection if conn is gone.
+func (e *Engine) committed(ctx context.Context, conn *pgx.Conn, opID pgtype.UUID) bool {
 	ctx = context.WithoutCancel(ctx)
 	var ok bool
-	err := e.poolTx(ctx, readOnly, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pgmigrate.history WHERE op_id = $1)", opID).Scan(&ok)
+	err := e.onLiveConn(ctx, conn, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pgmigrate.history WHERE op_id = $1)", opID).Scan(&ok)
 	})
 	return err == nil && ok
 }
