@@ -279,3 +279,96 @@ func TestMigrateErrorFailsTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestTakenAfterCopyEnd: a migrate command, or a statement the proxy
+// refuses, sent after the end of a COPY FROM STDIN in the same write is
+// answered by the proxy once the copy is over, never passed to PostgreSQL
+// as the copy's. Over plain and TLS connections.
+func TestTakenAfterCopyEnd(t *testing.T) {
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme.copied (n int); GRANT ALL ON acme.copied TO acme"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sslmode := range []string{"disable", "require"} {
+		conn := p.connect(t, scramUser, userPassword, "acme", "sslmode", sslmode)
+		raw := &rawConn{t: t, conn: conn.PgConn().Conn(), fe: pgproto3.NewFrontend(conn.PgConn().Conn(), conn.PgConn().Conn())}
+		for _, m := range []pgproto3.FrontendMessage{
+			&pgproto3.Query{String: "COPY acme.copied FROM STDIN"},
+			&pgproto3.CopyData{Data: []byte("1\n")},
+			&pgproto3.CopyDone{},
+			&pgproto3.Query{String: "CALL migrate.list_models()"},
+			&pgproto3.Query{String: "SET ROLE postgres"},
+		} {
+			raw.send(m)
+		}
+		var got []string
+		for len(got) < 3 {
+			switch m := raw.receive().(type) {
+			case *pgproto3.CommandComplete:
+				got = append(got, string(m.CommandTag))
+			case *pgproto3.ErrorResponse:
+				got = append(got, m.Code)
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z")
+			}
+		}
+		for len(got) < 6 {
+			switch m := raw.receive().(type) {
+			case *pgproto3.CommandComplete:
+				got = append(got, string(m.CommandTag))
+			case *pgproto3.ErrorResponse:
+				got = append(got, m.Code)
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z")
+			}
+		}
+		if want := "COPY 1 Z CALL Z 42501 Z"; strings.Join(got, " ") != want {
+			t.Errorf("%s: %q, want %s", sslmode, got, want)
+		}
+	}
+}
+
+// TestQueryIgnoredWhileSkipping: after an error in a pipeline, PostgreSQL
+// ignores everything up to the Sync, a simple Query included; so does the
+// proxy with a migrate command there, whose refusal must not fail what
+// follows. Compared with PostgreSQL directly.
+func TestQueryIgnoredWhileSkipping(t *testing.T) {
+	tn := newTenants(t, "acme")
+	p := startProxy(t, tn.config(""))
+	var write []byte
+	for _, m := range []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "SELECT 1 / 0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Query{String: "CALL migrate.list_models()"},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "ROLLBACK"},
+		&pgproto3.Query{String: "SELECT 'after'"},
+	} {
+		write, _ = m.Encode(write)
+	}
+	answers := func(c *rawConn) string {
+		got := []string{strings.Join(c.query("BEGIN"), "")}
+		c.write(write)
+		for z := 0; z < 3; {
+			switch m := c.receive().(type) {
+			case *pgproto3.CommandComplete:
+				got = append(got, string(m.CommandTag))
+			case *pgproto3.ErrorResponse:
+				got = append(got, m.Code)
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z"+string(m.TxStatus))
+				z++
+			}
+		}
+		return strings.Join(got, " ")
+	}
+	direct := dialRaw(t, cluster.Addr())
+	direct.login("postgres", tn.db)
+	want := answers(direct)
+	proxied := dialRaw(t, p.addr)
+	proxied.login("postgres", "acme")
+	if got := answers(proxied); got != want {
+		t.Errorf("through the proxy %s, PostgreSQL %s", got, want)
+	}
+}

@@ -15,13 +15,15 @@ import (
 	"unsafe"
 )
 
-// poller relays plain (non-TLS) sessions on an epoll event loop running on
-// one locked OS thread; a server runs one per core (GOMAXPROCS) and
-// spreads its sessions over them. A relay then costs what it costs in C: an
+// poller relays sessions on an epoll event loop running on one locked OS
+// thread; a server runs one per core (GOMAXPROCS) and spreads its sessions
+// over them. A plain session's relay then costs what it costs in C: an
 // epoll_wait, a recv and a send per burst of messages, with no goroutine
-// wake-ups. Keeping to one thread keeps the kernel from moving the loop to
-// the CPU of whichever process woke it, as it does with a goroutine that
-// changes threads. Sessions whose connections are not plain sockets use the
+// wake-ups; a TLS session's encryption is ended in front of the loop by
+// two goroutines (tlsBridge), at the cost of a copy each way. Keeping to
+// one thread keeps the kernel from moving the loop to the CPU of whichever
+// process woke it, as it does with a goroutine that changes threads. A
+// session whose connections are neither sockets nor TLS over one uses the
 // goroutine pumps instead (relayPumps).
 type poller struct {
 	epfd  int
@@ -480,7 +482,7 @@ func (rel *pollRelay) serve() {
 		return
 	}
 	if t := &rel.s.track; t.owed.Load() > 0 || t.ext.Load() > 0 {
-		if t.copying.Load() {
+		if t.copying.Load() && !t.takenAfterCopy.Load() {
 			rel.release()
 			return
 		}

@@ -264,3 +264,21 @@ func TestPumpsUpstreamLostWhileWaiting(t *testing.T) {
 		t.Fatalf("errors %q, want 08006 (upstream lost)", codes)
 	}
 }
+
+// A migrate command sent after the end of a COPY FROM STDIN, in the same
+// write, runs after the copy: it is answered by the proxy, not given to
+// the upstream as the copy's.
+func TestPumpsCommandAfterCopyEnd(t *testing.T) {
+	fe := pumpedSession(t)
+	for _, m := range []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY t FROM STDIN"}, &pgproto3.CopyData{Data: []byte("1\n")},
+		&pgproto3.CopyDone{}, &pgproto3.Query{String: "CALL migrate.x()"}} {
+		fe.Send(m)
+	}
+	fe.Flush()
+	if got := strings.Join(readUntilReady(t, fe), " "); got != "COPY 1 ZI" {
+		t.Fatalf("the copy: %s, want COPY 1 ZI", got)
+	}
+	if got := strings.Join(readUntilReady(t, fe), " "); got != "CALL ZI" {
+		t.Fatalf("the command after the copy: %s, want the proxy's CALL ZI", got)
+	}
+}

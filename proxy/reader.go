@@ -95,8 +95,14 @@ type tracker struct {
 	forwarded atomic.Bool
 	// copying is set while the upstream is in a COPY FROM STDIN (from its
 	// CopyInResponse, or CopyBothResponse, to the copy's end): what the
-	// client sends meanwhile is the copy's, and passes untaken.
+	// client sends before ending the copy is the copy's, and passes
+	// untaken.
 	copying atomic.Bool
+	// copyEnded is set when the client has sent CopyDone or CopyFail
+	// since its last Query, Sync or FunctionCall; takenAfterCopy keeps
+	// it for the messages last taken: those come after the copy's end,
+	// so they are not the copy's, and are answered once it is over.
+	copyEnded, takenAfterCopy atomic.Bool
 	// dropError is set while an ErrorResponse the proxy provoked (see
 	// abortPipeline) is due from the upstream, which its reader drops.
 	dropError atomic.Bool
@@ -339,7 +345,13 @@ func (rd *reader) observe(p, n int) bool {
 		return true
 	}
 	rd.discard = false
-	if rd.track.copying.Load() && (typ == 'Q' || typ == 'P' || typ == 'd' || typ == 'c' || typ == 'f') {
+	if typ == 'c' || typ == 'f' {
+		// The client ends a copy: what it sends next runs after it.
+		rd.track.copyEnded.Store(true)
+	}
+	if (typ == 'Q' || typ == 'P') && rd.track.copying.Load() {
+		// The copy's, untaken: PostgreSQL fails the copy on it.
+		rd.verdict = noVerdict
 		return false
 	}
 	portalMsg := typ == 'B' || typ == 'D' || typ == 'E' || typ == 'C'
@@ -366,6 +378,7 @@ func (rd *reader) observe(p, n int) bool {
 	}
 	switch {
 	case taken:
+		rd.track.takenAfterCopy.Store(rd.track.copyEnded.Load())
 		rd.taken = 5 + n
 		rd.answer = typ == 'Q' || typ == 'S' || typ == 'H'
 		return true
@@ -381,6 +394,7 @@ func (rd *reader) observe(p, n int) bool {
 		rd.track.owed.Add(1)
 		rd.track.skipping.Store(false)
 		rd.track.forwarded.Store(false)
+		rd.track.copyEnded.Store(false)
 	case typ == 'P' || portalMsg:
 		rd.track.forwarded.Store(true)
 		if !rd.track.skipping.Load() {

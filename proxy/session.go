@@ -526,11 +526,15 @@ func (s *session) answer(ctx context.Context, batch [][]byte) (out, abort []byte
 	sess := s.intercepted()
 	last := batch[len(batch)-1]
 	switch {
+	case s.track.skipping.Load():
+		// The upstream failed earlier in this pipeline and ignores all
+		// but the next Sync; so do the migrate messages, a Query
+		// included, which gets no answer.
+		if last[0] == 'Q' {
+			return nil, nil
+		}
 	case last[0] == 'Q':
 		out = s.srv.cfg.Migrator.Query(ctx, sess, string(last[5:len(last)-1]))
-	case s.track.skipping.Load():
-		// The upstream failed earlier in this pipeline and skips to the
-		// next Sync; so do the migrate messages.
 	default:
 		out = s.srv.cfg.Migrator.Extended(ctx, sess, s.cl.conv, batch)
 		failed := s.cl.conv.Failed()
@@ -583,9 +587,10 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 		}
 	}
 	for s.track.owed.Load() > 0 || s.track.ext.Load() > 0 {
-		if s.track.copying.Load() {
-			// A COPY FROM STDIN sent before them has started: they are
-			// the copy's, untaken (see pollRelay.release).
+		if s.track.copying.Load() && !s.track.takenAfterCopy.Load() {
+			// A COPY FROM STDIN sent before them has started, and they
+			// came before its end: they are the copy's, untaken (see
+			// pollRelay.release).
 			for _, m := range batch {
 				if _, err := s.upstream.Write(m); err != nil {
 					return writeError{err}
