@@ -29,8 +29,8 @@ type intent struct {
 	// recovery undoes); kind, model and field name it all the same.
 	op                 Operation
 	kind, model, field string
-	actor   actor
-	started time.Time
+	actor              actor
+	started            time.Time
 	// undo reverses what the operation's committed phases did, in the
 	// order it runs: the newest phase's statements first.
 	undo []string
