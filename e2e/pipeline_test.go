@@ -15,9 +15,7 @@ import (
 // client's ROLLBACK works. Without the BEGIN the same pipeline migrates.
 // Over plain and TLS connections.
 func TestPipelinedBeginRefusesMigrate(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	_, p := tlsTenant(t)
 	create := `CALL migrate.create_model($1, '[{"name":"id","type":"Int"}]')`
 	for _, sslmode := range []string{"disable", "require"} {
 		t.Run(sslmode, func(t *testing.T) {
@@ -56,9 +54,7 @@ func TestPipelinedBeginRefusesMigrate(t *testing.T) {
 // meanwhile, the session ends with an error instead of hanging. Over plain
 // and TLS connections.
 func TestUpstreamLostWhileMigrateWaits(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	tn, p := tlsTenant(t)
 	for _, sslmode := range []string{"disable", "require"} {
 		t.Run(sslmode, func(t *testing.T) {
 			conn := p.connect(t, "postgres", "", "acme", "sslmode", sslmode)
@@ -91,13 +87,8 @@ func TestUpstreamLostWhileMigrateWaits(t *testing.T) {
 // then rolls back), and the session goes on. Over plain and TLS
 // connections, and directly against PostgreSQL for comparison.
 func TestMigrateErrorAbortsPipeline(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
-	su := directConn(t, tn.db)
-	if _, err := su.Exec(testContext(t), "CREATE TABLE acme.kept (n int); GRANT ALL ON acme.kept TO acme"); err != nil {
-		t.Fatal(err)
-	}
+	tn, p := tlsTenant(t)
+	tenantTable(t, tn, "kept")
 	failing := map[bool]string{
 		false: "CALL migrate.describe('no_such_model')", // through the proxy: 42P01
 		true:  "SELECT 1 / 0",                           // directly: 22012
@@ -142,12 +133,8 @@ func TestMigrateErrorAbortsPipeline(t *testing.T) {
 // Query in the middle of a copy is a protocol violation, FATAL), through
 // plain and TLS connections; nothing hangs.
 func TestCopyThenMigrateInOneWrite(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
-	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme.copied (n int); GRANT ALL ON acme.copied TO acme"); err != nil {
-		t.Fatal(err)
-	}
+	tn, p := tlsTenant(t)
+	tenantTable(t, tn, "copied")
 	var write []byte
 	for _, m := range []pgproto3.FrontendMessage{
 		&pgproto3.Query{String: "COPY acme.copied FROM STDIN"},
@@ -195,9 +182,7 @@ func TestCopyThenMigrateInOneWrite(t *testing.T) {
 // Sync in one write (some ending exactly at the end of the proxy's read
 // buffer) are each answered, through plain and TLS connections.
 func TestManyParsesInOneWrite(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+	_, p := tlsTenant(t)
 	const parses = 700
 	const proxyBuffer = 32 << 10
 	for _, sslmode := range []string{"disable", "require"} {
@@ -241,12 +226,8 @@ func TestManyParsesInOneWrite(t *testing.T) {
 // not kept. Over plain and TLS connections, and directly against
 // PostgreSQL for comparison.
 func TestMigrateErrorFailsTransaction(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
-	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme.kept (n int); GRANT ALL ON acme.kept TO acme"); err != nil {
-		t.Fatal(err)
-	}
+	tn, p := tlsTenant(t)
+	tenantTable(t, tn, "kept")
 	for _, tc := range []struct {
 		name    string
 		conn    func(t *testing.T) *pgx.Conn
@@ -285,12 +266,8 @@ func TestMigrateErrorFailsTransaction(t *testing.T) {
 // answered by the proxy once the copy is over, never passed to PostgreSQL
 // as the copy's. Over plain and TLS connections.
 func TestTakenAfterCopyEnd(t *testing.T) {
-	tn := newTenants(t, "acme")
-	certFile, keyFile := selfSignedCert(t)
-	p := startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
-	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme.copied (n int); GRANT ALL ON acme.copied TO acme"); err != nil {
-		t.Fatal(err)
-	}
+	tn, p := tlsTenant(t)
+	tenantTable(t, tn, "copied")
 	for _, sslmode := range []string{"disable", "require"} {
 		conn := p.connect(t, scramUser, userPassword, "acme", "sslmode", sslmode)
 		raw := &rawConn{t: t, conn: conn.PgConn().Conn(), fe: pgproto3.NewFrontend(conn.PgConn().Conn(), conn.PgConn().Conn())}
@@ -303,28 +280,7 @@ func TestTakenAfterCopyEnd(t *testing.T) {
 		} {
 			raw.send(m)
 		}
-		var got []string
-		for len(got) < 3 {
-			switch m := raw.receive().(type) {
-			case *pgproto3.CommandComplete:
-				got = append(got, string(m.CommandTag))
-			case *pgproto3.ErrorResponse:
-				got = append(got, m.Code)
-			case *pgproto3.ReadyForQuery:
-				got = append(got, "Z")
-			}
-		}
-		for len(got) < 6 {
-			switch m := raw.receive().(type) {
-			case *pgproto3.CommandComplete:
-				got = append(got, string(m.CommandTag))
-			case *pgproto3.ErrorResponse:
-				got = append(got, m.Code)
-			case *pgproto3.ReadyForQuery:
-				got = append(got, "Z")
-			}
-		}
-		if want := "COPY 1 Z CALL Z 42501 Z"; strings.Join(got, " ") != want {
+		if got, want := answersUpTo(raw, 3), "COPY 1 ZI CALL ZI 42501 ZI"; got != want {
 			t.Errorf("%s: %q, want %s", sslmode, got, want)
 		}
 	}
@@ -348,20 +304,9 @@ func TestQueryIgnoredWhileSkipping(t *testing.T) {
 		write, _ = m.Encode(write)
 	}
 	answers := func(c *rawConn) string {
-		got := []string{strings.Join(c.query("BEGIN"), "")}
+		c.query("BEGIN")
 		c.write(write)
-		for z := 0; z < 3; {
-			switch m := c.receive().(type) {
-			case *pgproto3.CommandComplete:
-				got = append(got, string(m.CommandTag))
-			case *pgproto3.ErrorResponse:
-				got = append(got, m.Code)
-			case *pgproto3.ReadyForQuery:
-				got = append(got, "Z"+string(m.TxStatus))
-				z++
-			}
-		}
-		return strings.Join(got, " ")
+		return answersUpTo(c, 3)
 	}
 	direct := dialRaw(t, cluster.Addr())
 	direct.login("postgres", tn.db)
@@ -371,4 +316,39 @@ func TestQueryIgnoredWhileSkipping(t *testing.T) {
 	if got := answers(proxied); got != want {
 		t.Errorf("through the proxy %s, PostgreSQL %s", got, want)
 	}
+}
+
+// tlsTenant is tenant acme and a proxy serving it that offers TLS.
+func tlsTenant(t *testing.T) (tenants, *proxyProc) {
+	t.Helper()
+	tn := newTenants(t, "acme")
+	certFile, keyFile := selfSignedCert(t)
+	return tn, startProxy(t, tn.config(fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile)))
+}
+
+// tenantTable creates table acme.name (n int), which the tenant may use.
+func tenantTable(t *testing.T, tn tenants, name string) {
+	t.Helper()
+	if _, err := directConn(t, tn.db).Exec(testContext(t), "CREATE TABLE acme."+name+" (n int); GRANT ALL ON acme."+name+" TO acme"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answersUpTo reads answers up to the ready-th ReadyForQuery, listing
+// command tags, error codes and ReadyForQuery statuses ("Z" and status).
+func answersUpTo(c *rawConn, ready int) string {
+	c.t.Helper()
+	var got []string
+	for ready > 0 {
+		switch m := c.receive().(type) {
+		case *pgproto3.CommandComplete:
+			got = append(got, string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			got = append(got, m.Code)
+		case *pgproto3.ReadyForQuery:
+			got = append(got, "Z"+string(m.TxStatus))
+			ready--
+		}
+	}
+	return strings.Join(got, " ")
 }
