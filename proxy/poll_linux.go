@@ -66,7 +66,6 @@ type pollRelay struct {
 	// answer what came before it, or being answered.
 	pending [][]byte
 	serving bool
-	flushed bool // a Flush went upstream for the pending batch
 	// stopCommand cancels the command being answered, when the relay
 	// ends first.
 	stopCommand context.CancelFunc
@@ -481,27 +480,25 @@ func (rel *pollRelay) serve() {
 	if rel.serving || rel.client.blocked || rel.upstream.blocked {
 		return
 	}
-	if t := &rel.s.track; t.owed.Load() > 0 || t.ext.Load() > 0 {
-		if t.copying.Load() && !t.takenAfterCopy.Load() {
+	if t := &rel.s.track; t.pending() {
+		switch {
+		case t.copying:
 			rel.release()
-			return
-		}
-		if t.ext.Load() > 0 && !rel.flushed {
-			rel.flushed = true
-			rel.client.extra = flushMessage
+		case t.unflushed:
+			rel.client.extra = append(rel.client.extra, t.inject(flushMessage)...)
 			rel.client.flush()
 		}
 		return
 	}
 	rel.serving = true
 	rel.upstream.pause(true)
-	batch, pl := rel.pending, rel.pl
+	c, pl := rel.s.newCommand(rel.pending), rel.pl
 	ctx, cancel := context.WithCancel(rel.ctx)
 	rel.stopCommand = cancel
 	go func() {
-		resp, abort := rel.s.runCommand(ctx, batch)
+		rel.s.run(ctx, c)
 		cancel()
-		pl.post(func() { rel.served(resp, abort) })
+		pl.post(func() { rel.served(c) })
 	}()
 }
 
@@ -512,19 +509,21 @@ func (rel *pollRelay) release() {
 	for _, m := range rel.pending {
 		rel.client.extra = append(rel.client.extra, m...)
 	}
-	rel.pending, rel.flushed = nil, false
+	rel.pending = nil
 	rel.client.pause(false)
 	rel.client.flush()
 	rel.client.forward()
 }
 
-// served writes the answer, and abort (see session.answer) upstream
-// before anything more of the client's, and goes back to relaying.
-func (rel *pollRelay) served(resp, abort []byte) {
+// served writes the command's answer, and what it sends upstream (see
+// session.book) before anything more of the client's, and goes back to
+// relaying.
+func (rel *pollRelay) served(c *command) {
 	if rel.ended {
 		return
 	}
-	rel.pending, rel.serving, rel.flushed, rel.stopCommand = nil, false, false, nil
+	resp, abort := rel.s.book(c)
+	rel.pending, rel.serving, rel.stopCommand = nil, false, nil
 	rel.upstream.extra = append(rel.upstream.extra, resp...)
 	rel.upstream.pause(false)
 	rel.upstream.flush()

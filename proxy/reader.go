@@ -28,8 +28,8 @@ type reader struct {
 	// terminated is set once a Terminate message has passed.
 	terminated atomic.Bool
 
-	// Interception. track, shared by a session's two readers, counts
-	// what the upstream still owes. On the client's reader, take reports
+	// Interception. track, shared by a session's two readers, follows
+	// what the upstream owes. On the client's reader, take reports
 	// whether a Query's or Parse's SQL text is a command the proxy answers
 	// itself, and conv follows the extended protocol's migrate statements.
 	// The scan stops before a message the proxy takes, with taken set to
@@ -74,58 +74,6 @@ const (
 // intercept.Classify; BenchmarkClassifyWorstCase), which for long texts
 // would hold up every session the loop relays.
 const loopTextLimit = 4 << 10
-
-// tracker follows a session's exchanges: requests that end in
-// ReadyForQuery (Query, Sync, FunctionCall) forwarded upstream and not yet
-// answered, extended-protocol messages forwarded and not yet answered
-// (after an error the upstream skips to the next Sync, and so does the
-// count), and the transaction status of the last ReadyForQuery.
-type tracker struct {
-	owed     atomic.Int32
-	ext      atomic.Int32
-	skipping atomic.Bool
-	status   atomic.Uint32
-	// begun is set when the upstream completes a BEGIN (or START
-	// TRANSACTION) that no ReadyForQuery has followed yet: one pipelined
-	// before a migrate command, whose transaction status is not known
-	// until the pipeline's Sync.
-	begun atomic.Bool
-	// forwarded is set when an extended-protocol message went upstream
-	// since the last Sync: that Sync must go upstream too.
-	forwarded atomic.Bool
-	// copying is set while the upstream is in a COPY FROM STDIN (from its
-	// CopyInResponse, or CopyBothResponse, to the copy's end): what the
-	// client sends before ending the copy is the copy's, and passes
-	// untaken.
-	copying atomic.Bool
-	// copyEnded is set when the client has sent CopyDone or CopyFail
-	// since its last Query, Sync or FunctionCall; takenAfterCopy keeps
-	// it for the messages last taken: those come after the copy's end,
-	// so they are not the copy's, and are answered once it is over.
-	copyEnded, takenAfterCopy atomic.Bool
-	// dropError is set while an ErrorResponse the proxy provoked (see
-	// abortPipeline) is due from the upstream, which its reader drops.
-	dropError atomic.Bool
-	// dropReady is set while the ReadyForQuery that follows such an error
-	// of a Query the proxy sent (see abortTransaction) is due, which the
-	// upstream's reader drops once it has counted it.
-	dropReady atomic.Bool
-	// answered, when not nil, hears (without blocking) of each answer
-	// that settles something owed: the pumps wait on it for the upstream
-	// to owe nothing before they answer a migrate command.
-	answered chan struct{}
-}
-
-// settle tells answered, if set, that something owed was answered.
-func (t *tracker) settle() {
-	if t.answered == nil {
-		return
-	}
-	select {
-	case t.answered <- struct{}{}:
-	default:
-	}
-}
 
 // flushMessage asks the upstream to send the answers it holds back.
 var flushMessage = []byte{'H', 0, 0, 0, 4}
@@ -229,7 +177,7 @@ func (rd *reader) atBoundary() bool { return rd.left == 0 && rd.r == rd.w }
 // pass. A write failure is returned as a writeError.
 func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 	for {
-		p, badHeader := rd.scan(maxBody)
+		p, badHeader := rd.lockedScan(maxBody)
 		if p > rd.r {
 			m, err := dst.Write(rd.buf[rd.r:p])
 			sent.Add(int64(m))
@@ -256,6 +204,17 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 			return err
 		}
 	}
+}
+
+// lockedScan is scan for the pumps, whose two goroutines share the
+// tracker.
+func (rd *reader) lockedScan(maxBody int) (int, error) {
+	if rd.track == nil {
+		return rd.scan(maxBody)
+	}
+	rd.track.mu.Lock()
+	defer rd.track.mu.Unlock()
+	return rd.scan(maxBody)
 }
 
 // compact makes room to read into once everything scanned has been
@@ -312,28 +271,24 @@ func (rd *reader) scan(maxBody int) (int, error) {
 
 // observe keeps the tracker up to date with the message whose header is
 // at p, and reports whether the scan must stop before it: a message to see
-// whole first, one the proxy takes, or one that must wait until the
-// messages taken so far are answered.
+// whole first, one the proxy takes (or drops), or one that must wait until
+// the messages taken so far are answered.
 func (rd *reader) observe(p, n int) bool {
 	typ := rd.buf[p]
+	t := rd.track
 	if rd.take == nil { // the upstream's reader
-		t := rd.track
-		drop := typ == 'E' && t.dropError.Load() || typ == 'Z' && t.dropReady.Load()
-		if (typ == 'C' || drop) && p+5+n > rd.w {
+		if t.wantsWhole(typ) && p+5+n > rd.w {
 			rd.need = 5 + n
 			return true
 		}
-		if drop {
-			if typ == 'E' {
-				t.dropError.Store(false)
-			} else {
-				t.dropReady.Store(false)
-				rd.observeUpstream(typ, p, n)
-			}
+		var body []byte
+		if p+5+n <= rd.w {
+			body = rd.buf[p+5 : p+5+n]
+		}
+		if t.reply(typ, body) {
 			rd.taken, rd.drop = 5+n, true
 			return true
 		}
-		rd.observeUpstream(typ, p, n)
 		return false
 	}
 	if rd.discard && typ != 'S' {
@@ -345,12 +300,7 @@ func (rd *reader) observe(p, n int) bool {
 		return true
 	}
 	rd.discard = false
-	if typ == 'c' || typ == 'f' {
-		// The client ends a copy: what it sends next runs after it.
-		rd.track.copyEnded.Store(true)
-	}
-	if (typ == 'Q' || typ == 'P') && rd.track.copying.Load() {
-		// The copy's, untaken: PostgreSQL fails the copy on it.
+	if t.inCopy(typ) {
 		rd.verdict = noVerdict
 		return false
 	}
@@ -370,7 +320,7 @@ func (rd *reader) observe(p, n int) bool {
 		taken = rd.check(rd.buf[p+5 : p+4+n])
 	case 'S':
 		rd.conv.Take(rd.buf[p:p+5+n], rd.check)
-		taken = len(rd.batch) > 0 && !rd.track.forwarded.Load()
+		taken = len(rd.batch) > 0 && !t.forwarded
 	case 'H':
 		taken = len(rd.batch) > 0
 	default:
@@ -378,7 +328,6 @@ func (rd *reader) observe(p, n int) bool {
 	}
 	switch {
 	case taken:
-		rd.track.takenAfterCopy.Store(rd.track.copyEnded.Load())
 		rd.taken = 5 + n
 		rd.answer = typ == 'Q' || typ == 'S' || typ == 'H'
 		return true
@@ -391,16 +340,11 @@ func (rd *reader) observe(p, n int) bool {
 		rd.answer = true
 		return true
 	case typ == 'Q' || typ == 'S' || typ == 'F':
-		rd.track.owed.Add(1)
-		rd.track.skipping.Store(false)
-		rd.track.forwarded.Store(false)
-		rd.track.copyEnded.Store(false)
+		t.forwarded = false
 	case typ == 'P' || portalMsg:
-		rd.track.forwarded.Store(true)
-		if !rd.track.skipping.Load() {
-			rd.track.ext.Add(1)
-		}
+		t.forwarded = true
 	}
+	t.sent(typ, false)
 	return false
 }
 
@@ -413,55 +357,6 @@ func (rd *reader) check(sql []byte) bool {
 		return v == takeVerdict
 	}
 	return rd.take(sql)
-}
-
-// observeUpstream counts the answers: ReadyForQuery settles everything,
-// an error ends the extended messages owed (the upstream skips to Sync),
-// and each other final answer settles one extended message. A
-// CommandComplete, whole in the buffer, of a BEGIN sets begun.
-func (rd *reader) observeUpstream(typ byte, p, n int) {
-	t := rd.track
-	if typ == 'C' && beginTag(rd.buf[p+5:p+4+n]) {
-		t.begun.Store(true)
-	}
-	switch typ {
-	case 'G', 'W':
-		t.copying.Store(true)
-	case 'Z':
-		t.owed.Add(-1)
-		t.ext.Store(0)
-		t.skipping.Store(false)
-		t.begun.Store(false)
-		t.copying.Store(false)
-		if p+5 < rd.w {
-			t.status.Store(uint32(rd.buf[p+5]))
-		}
-	case 'E':
-		t.copying.Store(false)
-		if t.ext.Load() > 0 {
-			t.ext.Store(0)
-			t.skipping.Store(true)
-		}
-	case '1', '2', '3', 'n', 's', 'I', 'T', 'C':
-		if typ == 'C' {
-			t.copying.Store(false)
-		}
-		if t.ext.Load() > 0 {
-			t.ext.Add(-1)
-		}
-	default:
-		return
-	}
-	t.settle()
-}
-
-// beginTag reports whether a CommandComplete's tag is that of a BEGIN.
-func beginTag(tag []byte) bool {
-	switch string(tag) {
-	case "BEGIN", "START TRANSACTION":
-		return true
-	}
-	return false
 }
 
 // takeMessage moves the message the scan took into the batch, and returns

@@ -272,42 +272,59 @@ func commandComplete(tag string) []byte {
 	return m
 }
 
-// TestUpstreamBeginSeen: a BEGIN's CommandComplete from the upstream, split
-// at any byte, marks a transaction begun until the next ReadyForQuery;
-// other tags do not.
-func TestUpstreamBeginSeen(t *testing.T) {
+// relayUpstream relays in, read a byte at a time after the first skip
+// bytes, as the upstream's reader with track, and returns what passed.
+func relayUpstream(t *testing.T, track *tracker, in []byte, skip int) []byte {
+	t.Helper()
+	rd := newReader(&byteReader{data: in, skip: skip}, 16)
+	rd.track = track
+	var out bytes.Buffer
+	if err := rd.relay(&out, 1<<20, new(atomic.Int64)); !errors.Is(err, io.EOF) {
+		t.Fatalf("split at %d: relay %v", skip, err)
+	}
+	return out.Bytes()
+}
+
+// TestUpstreamStatusSeen: a BEGIN's CommandComplete from the upstream,
+// split at any byte, puts the session in a transaction until a COMMIT's or
+// the next ReadyForQuery; other tags do not, nor does a ROLLBACK's, which
+// may be a ROLLBACK TO SAVEPOINT.
+func TestUpstreamStatusSeen(t *testing.T) {
 	for _, tc := range []struct {
-		tag   string
-		begun bool
-	}{{"BEGIN", true}, {"START TRANSACTION", true}, {"SELECT 1", false}, {"BEGINX", false}} {
-		msgs := append(message('2', 0), commandComplete(tc.tag)...)
+		tags   []string
+		status byte
+	}{
+		{[]string{"BEGIN"}, 'T'},
+		{[]string{"START TRANSACTION"}, 'T'},
+		{[]string{"SELECT 1"}, 'I'},
+		{[]string{"BEGINX"}, 'I'},
+		{[]string{"BEGIN", "COMMIT"}, 'I'},
+		{[]string{"BEGIN", "ROLLBACK"}, 'T'},
+	} {
+		msgs := message('2', 0)
+		for _, tag := range tc.tags {
+			msgs = append(msgs, commandComplete(tag)...)
+		}
 		for skip := range len(msgs) {
-			track := &tracker{}
-			rd := newReader(&byteReader{data: msgs, skip: skip}, 16)
-			rd.track = track
-			var out bytes.Buffer
-			var sent atomic.Int64
-			if err := rd.relay(&out, 1<<20, &sent); !errors.Is(err, io.EOF) || !bytes.Equal(out.Bytes(), msgs) {
-				t.Fatalf("%s, split at %d: relay %v, output %q", tc.tag, skip, err, out.Bytes())
+			track := &tracker{status: 'I'}
+			if out := relayUpstream(t, track, msgs, skip); !bytes.Equal(out, msgs) {
+				t.Fatalf("%s, split at %d: output %q", tc.tags, skip, out)
 			}
-			if track.begun.Load() != tc.begun {
-				t.Errorf("%s, split at %d: begun %v, want %v", tc.tag, skip, track.begun.Load(), tc.begun)
+			if track.status != tc.status {
+				t.Errorf("%s, split at %d: status %q, want %q", tc.tags, skip, track.status, tc.status)
 			}
 		}
 	}
-	track := &tracker{}
-	track.begun.Store(true)
-	rd := newReader(bytes.NewReader([]byte{'Z', 0, 0, 0, 5, 'T'}), 16)
-	rd.track = track
-	rd.relay(io.Discard, 1<<20, new(atomic.Int64))
-	if track.begun.Load() {
-		t.Error("begun after a ReadyForQuery")
+	track := &tracker{status: 'T'}
+	relayUpstream(t, track, []byte{'Z', 0, 0, 0, 5, 'I'}, 0)
+	if track.status != 'I' {
+		t.Error("still in a transaction after a ReadyForQuery")
 	}
 }
 
-// TestUpstreamErrorDropped: the ErrorResponse the proxy provoked, split at
-// any byte, is dropped from the upstream's stream, once; the messages
-// around it and a later error pass.
+// TestUpstreamErrorDropped: the ErrorResponse to the Parse the proxy sent
+// to fail a pipeline, split at any byte, is dropped from the upstream's
+// stream, once; the messages around it and a later error pass.
 func TestUpstreamErrorDropped(t *testing.T) {
 	provoked, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"}).Encode(nil)
 	later, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22012", Message: "division by zero"}).Encode(nil)
@@ -316,39 +333,30 @@ func TestUpstreamErrorDropped(t *testing.T) {
 	want := slices.Concat(commandComplete("INSERT 0 1"), rfq, later, rfq)
 	for skip := range len(in) {
 		track := &tracker{}
-		track.dropError.Store(true)
-		rd := newReader(&byteReader{data: in, skip: skip}, 16)
-		rd.track = track
-		var out bytes.Buffer
-		if err := rd.relay(&out, 1<<20, new(atomic.Int64)); !errors.Is(err, io.EOF) {
-			t.Fatalf("split at %d: relay %v", skip, err)
-		}
-		if !bytes.Equal(out.Bytes(), want) || track.dropError.Load() {
-			t.Fatalf("split at %d: output %q, dropError %v; want %q", skip, out.Bytes(), track.dropError.Load(), want)
+		track.sent('E', false)
+		track.inject(abortPipeline)
+		track.sent('S', false)
+		track.sent('Q', false)
+		if out := relayUpstream(t, track, in, skip); !bytes.Equal(out, want) || track.pending() {
+			t.Fatalf("split at %d: output %q, still owed %v; want %q", skip, out, track.owed[track.head:], want)
 		}
 	}
 }
 
 // TestUpstreamAnswerDropped: the error and ReadyForQuery of a Query the
 // proxy sent to fail a transaction are dropped, split at any byte, the
-// ReadyForQuery counted first (what was owed, the transaction's status).
+// ReadyForQuery's status kept.
 func TestUpstreamAnswerDropped(t *testing.T) {
 	provoked, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42601", Message: "syntax error"}).Encode(nil)
 	failed := []byte{'Z', 0, 0, 0, 5, 'E'}
-	in := slices.Concat(provoked, failed, commandComplete("SELECT 1"))
+	in := slices.Concat(provoked, failed, commandComplete("SELECT 1"), failed)
+	want := slices.Concat(commandComplete("SELECT 1"), failed)
 	for skip := range len(in) {
-		track := &tracker{}
-		track.dropError.Store(true)
-		track.dropReady.Store(true)
-		track.owed.Store(1)
-		rd := newReader(&byteReader{data: in, skip: skip}, 16)
-		rd.track = track
-		var out bytes.Buffer
-		if err := rd.relay(&out, 1<<20, new(atomic.Int64)); !errors.Is(err, io.EOF) {
-			t.Fatalf("split at %d: relay %v", skip, err)
-		}
-		if !bytes.Equal(out.Bytes(), commandComplete("SELECT 1")) || track.owed.Load() != 0 || track.status.Load() != 'E' {
-			t.Fatalf("split at %d: output %q, owed %d, status %q", skip, out.Bytes(), track.owed.Load(), rune(track.status.Load()))
+		track := &tracker{status: 'T'}
+		track.inject(abortTransaction)
+		track.sent('Q', false)
+		if out := relayUpstream(t, track, in, skip); !bytes.Equal(out, want) || track.pending() || track.status != 'E' {
+			t.Fatalf("split at %d: output %q, still owed %v, status %q", skip, out, track.owed[track.head:], track.status)
 		}
 	}
 }

@@ -360,7 +360,7 @@ func (s *session) authenticate() error {
 			key := s.srv.keys.register(s)
 			s.send(&key)
 		case 'Z':
-			s.track.status.Store(uint32(msg[5]))
+			s.track.status = msg[5]
 			s.out = append(s.out, msg...)
 			return s.flush()
 		case 'E':
@@ -478,13 +478,33 @@ func (s *session) taker(ctx context.Context, m Migrator) func(sql []byte) bool {
 // session.
 func (s *session) intercepted() intercept.Session {
 	return intercept.Session{User: s.user, Application: s.application, Route: s.route,
-		InTransaction: byte(s.track.status.Load()) != 'I' || s.track.begun.Load(), Notify: s.notify}
+		InTransaction: s.track.status != 'I', Notify: s.notify}
 }
 
-// runCommand answers a batch of taken messages under a context of its own,
-// which a CancelRequest for the session (or cancel, when the relay sees the
-// client leave) cancels.
-func (s *session) runCommand(ctx context.Context, batch [][]byte) (resp, abort []byte) {
+// command is a batch of messages taken off the wire and being answered.
+// The relay makes it (newCommand) and books its answer (book); run, which
+// may take long, runs between the two on a goroutine of its own.
+type command struct {
+	batch [][]byte
+	sess  intercept.Session
+	// skipping: the upstream failed earlier in this pipeline and ignores
+	// all but the next Sync.
+	skipping bool
+	out      []byte // the answer, ReadyForQuery excepted
+	failed   bool   // a migrate message of the batch failed
+}
+
+func (s *session) newCommand(batch [][]byte) *command {
+	return &command{batch: batch, sess: s.intercepted(), skipping: s.track.skipping}
+}
+
+func (c *command) last() byte { return c.batch[len(c.batch)-1][0] }
+
+// run answers the command under a context of its own, which a
+// CancelRequest for the session (or cancel, when the relay sees the
+// client leave) cancels. While the upstream skips to Sync, so do the
+// migrate messages, a Query included, which gets no answer.
+func (s *session) run(ctx context.Context, c *command) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.mu.Lock()
@@ -495,7 +515,15 @@ func (s *session) runCommand(ctx context.Context, batch [][]byte) (resp, abort [
 		s.cancelCommand = nil
 		s.mu.Unlock()
 	}()
-	return s.answer(ctx, batch)
+	switch {
+	case c.skipping:
+	case c.last() == 'Q':
+		q := c.batch[len(c.batch)-1]
+		c.out = s.srv.cfg.Migrator.Query(ctx, c.sess, string(q[5:len(q)-1]))
+	default:
+		c.out = s.srv.cfg.Migrator.Extended(ctx, c.sess, s.cl.conv, c.batch)
+		c.failed = s.cl.conv.Failed()
+	}
 }
 
 // cancelRunning cancels the migrate command the session is running, if
@@ -508,52 +536,41 @@ func (s *session) cancelRunning() {
 	}
 }
 
-// answer answers messages taken off the wire: a simple Query, or
-// extended-protocol messages; ReadyForQuery is added after a Query or a
-// Sync. A migrate command that fails aborts the transaction it is in, as
-// PostgreSQL's own failure would, by way of abort, what the upstream must
-// get before anything more of the client's:
+// book settles a command that has run: it returns what the client gets
+// (ReadyForQuery added after a Query or a Sync) and abort, a message of
+// the proxy's own that the upstream must get before anything more of the
+// client's. A migrate command that fails aborts the transaction it is in,
+// as PostgreSQL's own failure would:
 //   - in a pipeline whose Sync goes upstream after statements that went
 //     there before it (an implicit transaction), or inside a transaction
-//     block, a Parse that fails (abortPipeline), whose error the upstream's
-//     reader drops (tracker.dropError);
+//     block, by a Parse that fails (abortPipeline), the client's messages
+//     being dropped up to its Sync;
 //   - inside a transaction block, when the proxy answers the Query or Sync
-//     itself, a Query that fails (abortTransaction), whose error and
-//     ReadyForQuery the upstream's reader drops, the client being told the
-//     transaction failed.
-func (s *session) answer(ctx context.Context, batch [][]byte) (out, abort []byte) {
-	status := byte(s.track.status.Load())
-	sess := s.intercepted()
-	last := batch[len(batch)-1]
-	switch {
-	case s.track.skipping.Load():
-		// The upstream failed earlier in this pipeline and ignores all
-		// but the next Sync; so do the migrate messages, a Query
-		// included, which gets no answer.
-		if last[0] == 'Q' {
-			return nil, nil
-		}
-	case last[0] == 'Q':
-		out = s.srv.cfg.Migrator.Query(ctx, sess, string(last[5:len(last)-1]))
-	default:
-		out = s.srv.cfg.Migrator.Extended(ctx, sess, s.cl.conv, batch)
-		failed := s.cl.conv.Failed()
-		s.cl.discard = last[0] != 'S' && failed
-		if s.cl.discard && (s.track.forwarded.Load() || sess.InTransaction) {
-			s.track.dropError.Store(true)
-			abort = abortPipeline
+//     itself, by a Query that fails (abortTransaction), the client being
+//     told the transaction failed.
+//
+// The tracker drops the upstream's answers to either.
+func (s *session) book(c *command) (resp, abort []byte) {
+	last := c.last()
+	if c.skipping && last == 'Q' {
+		return nil, nil
+	}
+	t := &s.track
+	if !c.skipping && last != 'Q' {
+		s.cl.discard = last != 'S' && c.failed
+		if s.cl.discard && (t.forwarded || c.sess.InTransaction) {
+			abort = t.inject(abortPipeline)
 		}
 	}
-	if last[0] == 'Q' || last[0] == 'S' {
-		if abort == nil && sess.InTransaction && hasError(out) {
-			s.track.dropError.Store(true)
-			s.track.dropReady.Store(true)
-			s.track.owed.Add(1)
-			abort, status = abortTransaction, 'E'
+	resp = c.out
+	if last == 'Q' || last == 'S' {
+		status := t.status
+		if abort == nil && c.sess.InTransaction && hasError(resp) {
+			abort, status = t.inject(abortTransaction), 'E'
 		}
-		out, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(out)
+		resp, _ = (&pgproto3.ReadyForQuery{TxStatus: status}).Encode(resp)
 	}
-	return out, abort
+	return resp, abort
 }
 
 // abortTransaction is a Query that fails (a syntax error), which fails the
@@ -581,13 +598,17 @@ var abortPipeline, _ = (&pgproto3.Parse{Query: "pgmigrate-proxy: a migrate comma
 // answered everything sent before them (or its pump has ended: upstreamDone
 // is closed then).
 func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]byte, upstreamDone <-chan struct{}) error {
-	if s.track.ext.Load() > 0 {
-		if _, err := s.upstream.Write(flushMessage); err != nil {
+	t := &s.track
+	t.mu.Lock()
+	if t.unflushed {
+		if _, err := s.upstream.Write(t.inject(flushMessage)); err != nil {
+			t.mu.Unlock()
 			return writeError{err}
 		}
 	}
-	for s.track.owed.Load() > 0 || s.track.ext.Load() > 0 {
-		if s.track.copying.Load() && !s.track.takenAfterCopy.Load() {
+	for t.pending() {
+		if t.copying {
+			t.mu.Unlock()
 			// A COPY FROM STDIN sent before them has started, and they
 			// came before its end: they are the copy's, untaken (see
 			// pollRelay.release).
@@ -598,16 +619,23 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 			}
 			return nil
 		}
+		t.mu.Unlock()
 		select {
-		case <-s.track.answered:
+		case <-t.answered:
 		case <-upstreamDone:
 			if err := s.killReason(); err != nil {
 				return err
 			}
 			return errUpstreamLost
 		}
+		t.mu.Lock()
 	}
-	resp, abort := s.runCommand(ctx, batch)
+	c := s.newCommand(batch)
+	t.mu.Unlock()
+	s.run(ctx, c)
+	t.mu.Lock()
+	resp, abort := s.book(c)
+	t.mu.Unlock()
 	if _, err := toClient.Write(resp); err != nil {
 		return err
 	}
