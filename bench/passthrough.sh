@@ -441,6 +441,17 @@ max_idle() {
 	echo "$max"
 }
 
+# raise_fd_limit: every idle client of a proxy holds two descriptors
+# there (its own and its upstream's), more than the default limit allows
+# at 10,000 clients; the servers started from here inherit the limit.
+raise_fd_limit() {
+	local want=$((2 * $(max_idle) + 4096))
+	((want > $(ulimit -n))) || return 0
+	if ! { ulimit -Hn "$want" && ulimit -n "$want"; } 2>/dev/null; then
+		log "cannot raise the open files limit to $want (run as root); idle counts near $(($(ulimit -n) / 2)) may fail"
+	fi
+}
+
 # rss_kib PID: the resident memory of a process, in KiB.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
@@ -462,6 +473,11 @@ idle_memory() {
 			before=$(rss_kib "$pid")
 			"$PGBENCH" -n -c "$n" -j 8 -T "$hold" -f "$DATA/idle.sql" \
 				-h "$HOST" -p "$(port_of "$t")" -U postgres bench >"$DATA/idle-$t-$n.log" 2>&1 &
+			# pgbench's -T counts from when every client is connected,
+			# which takes a while for thousands: measure then.
+			until (($(ss -Htn state established "( sport = :$(port_of "$t") )" | wc -l) >= n)) || ! kill -0 $! 2>/dev/null; do
+				sleep 1
+			done
 			sleep "$BENCH_SECONDS"
 			during=$(rss_kib "$pid")
 			wait $! || log "idle clients on $t: pgbench failed (see $DATA/idle-$t-$n.log)"
@@ -630,6 +646,7 @@ main() {
 	mkdir -p "$DATA"
 	stop_stale_cluster
 	check_ports_free
+	raise_fd_limit
 	start_cluster
 	if [[ $BENCH_IDLE_ONLY != 1 ]]; then
 		run_matrix

@@ -60,7 +60,6 @@ type pollRelay struct {
 	s                *session
 	pl               *poller
 	client, upstream *pollEnd
-	done             chan error
 	ended            bool
 	// A migrate command taken off the wire: waiting for the upstream to
 	// answer what came before it, or being answered.
@@ -164,14 +163,14 @@ func (pl *poller) end(fd int) *pollEnd {
 }
 
 // relay takes over the session's two connections and relays them until
-// the session ends, returning its cause. A TLS client is relayed through
-// a bridge (tlsBridge), so that every session goes through the loop. ok
-// is false when a connection is neither a socket nor TLS over one;
-// nothing has changed then.
-func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) {
+// the session ends, when it calls the session's closed with the cause. A
+// TLS client is relayed through a bridge (tlsBridge), so that every
+// session goes through the loop. It returns false when a connection is
+// neither a socket nor TLS over one; nothing has changed then.
+func (pl *poller) relay(ctx context.Context, s *session) bool {
 	ufd, err := dupSocket(s.upstream)
 	if err != nil {
-		return nil, false
+		return false
 	}
 	var cfd int
 	if tc, isTLS := s.client.(*tls.Conn); isTLS {
@@ -184,11 +183,12 @@ func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) 
 	}
 	if err != nil {
 		syscall.Close(ufd)
-		return nil, false
+		return false
 	}
 	s.upstream.Close()
+	s.cl.conn, s.up.conn = nil, nil
 	m := s.srv.metrics
-	rel := &pollRelay{ctx: ctx, s: s, pl: pl, done: make(chan error, 1)}
+	rel := &pollRelay{ctx: ctx, s: s, pl: pl}
 	rel.client = &pollEnd{fd: cfd, rd: s.cl, p: s.cl.r, rel: rel, maxBody: s.srv.cfg.MaxMessageSize, sent: &m.BytesFromClients}
 	s.cl.classifyOff = true
 	rel.upstream = &pollEnd{fd: ufd, rd: s.up, p: s.up.r, rel: rel, maxBody: maxUpstreamBody, sent: &m.BytesFromUpstreams}
@@ -225,8 +225,10 @@ func (pl *poller) relay(ctx context.Context, s *session) (cause error, ok bool) 
 		// Bytes that arrived with the last startup messages.
 		rel.client.forward()
 		rel.upstream.forward()
+		rel.client.release()
+		rel.upstream.release()
 	})
-	return <-rel.done, true
+	return true
 }
 
 // dupSocket returns a duplicate of a plain socket's descriptor, which shares
@@ -304,6 +306,9 @@ func (e *pollEnd) readable(events uint32) {
 		return
 	}
 	rd := e.rd
+	if rd.buf == nil {
+		rd.buf = borrow()
+	}
 	if rd.w == len(rd.buf) {
 		// A message taken off the wire can end at the buffer's end (one
 		// the buffer grew for ends there always): make room.
@@ -339,7 +344,9 @@ func (e *pollEnd) forward() {
 func (e *pollEnd) flush() {
 	rd := e.rd
 	n, ok := e.writeOut(e.extra)
-	e.extra = e.extra[n:]
+	if e.extra = e.extra[n:]; len(e.extra) == 0 {
+		e.extra = nil // an answer's bytes are not kept
+	}
 	if !ok {
 		return
 	}
@@ -370,8 +377,16 @@ func (e *pollEnd) flush() {
 	}
 	rd.compact()
 	e.p = rd.r
+	e.release()
 	if e.rel.pending != nil {
 		e.rel.serve()
+	}
+}
+
+// release gives e's buffer back when nothing waits in it.
+func (e *pollEnd) release() {
+	if e.rd.release(); e.rd.buf == nil {
+		e.p = 0
 	}
 }
 
@@ -564,5 +579,5 @@ func (rel *pollRelay) end(e *pollEnd, err error) {
 	}
 	syscall.Close(rel.client.fd)
 	syscall.Close(rel.upstream.fd)
-	rel.done <- cause
+	go s.closed(cause)
 }

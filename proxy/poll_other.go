@@ -12,4 +12,4 @@ type poller struct{}
 
 func newPoller() (*poller, error) { return nil, errors.ErrUnsupported }
 
-func (*poller) relay(context.Context, *session) (error, bool) { return nil, false }
+func (*poller) relay(context.Context, *session) bool { return false }

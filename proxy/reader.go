@@ -108,6 +108,16 @@ func (rd *reader) fill(n int) error {
 	return nil
 }
 
+// release gives the buffer back to the pool when it is one of the pool's
+// and nothing waits in it: read on, the reader borrows another.
+func (rd *reader) release() {
+	if rd.r != rd.w || cap(rd.buf) != bufferSize {
+		return
+	}
+	buffers.Put((*[bufferSize]byte)(rd.buf[:bufferSize]))
+	rd.buf, rd.r, rd.w = nil, 0, 0
+}
+
 // buffered reports whether unread bytes are waiting.
 func (rd *reader) buffered() bool { return rd.r < rd.w }
 

@@ -85,6 +85,14 @@ type Server struct {
 // Size of each direction's relay buffer.
 const bufferSize = 32 << 10
 
+// buffers lends relay buffers: a session holds one for a direction only
+// while bytes of that direction wait in it, so an idle session holds
+// none.
+var buffers = sync.Pool{New: func() any { return new([bufferSize]byte) }}
+
+// borrow returns a relay buffer of the pool's.
+func borrow() []byte { return buffers.Get().(*[bufferSize]byte)[:] }
+
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
 	m := cfg.Metrics
@@ -150,10 +158,7 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 			conn.Close()
 			return ErrServerClosed
 		}
-		go func() {
-			defer srv.endSession(s)
-			s.serve(ctx)
-		}()
+		go s.serve(ctx)
 	}
 }
 

@@ -59,6 +59,9 @@ type session struct {
 	notify func(msg []byte)
 	out    []byte // messages for the client not yet written
 
+	// stopOnDone stops the session's ending with the server's context.
+	stopOnDone func() bool
+
 	mu       sync.Mutex
 	relaying bool
 	killed   error
@@ -68,30 +71,49 @@ type session struct {
 	cancelCommand context.CancelFunc
 }
 
+// serve runs the session's startup and hands it to a relay. A session an
+// event loop relays has no goroutine of its own while it does: the loop
+// calls closed when the session ends.
 func (s *session) serve(ctx context.Context) {
-	stop := context.AfterFunc(ctx, func() { s.kill(errShutdown) })
-	defer stop()
+	s.stopOnDone = context.AfterFunc(ctx, func() { s.kill(errShutdown) })
 	s.log = s.srv.log.With(keyRemote, s.client.RemoteAddr().String())
 	deadline := s.started.Add(s.srv.cfg.StartupTimeout)
 	s.client.SetDeadline(deadline)
-	err := s.startup(ctx, deadline)
-	if err == nil {
-		s.client.SetDeadline(time.Time{})
-		s.upstream.SetDeadline(time.Time{})
-		s.log.Info("connection opened")
-		err = s.relay(ctx)
+	if err := s.startup(ctx, deadline); err != nil {
+		s.reject(err)
+		s.closed(nil)
+		return
+	}
+	s.client.SetDeadline(time.Time{})
+	s.upstream.SetDeadline(time.Time{})
+	s.log.Info("connection opened")
+	s.relay(ctx)
+}
+
+// closed ends a session: it logs the end of one that was relayed (cause
+// is what ended it, nil for an ordinary end), closes what is left open
+// and takes the session off the server's books.
+func (s *session) closed(cause error) {
+	s.stopOnDone()
+	s.mu.Lock()
+	relaying := s.relaying
+	s.mu.Unlock()
+	if relaying {
 		attrs := []any{keyDuration, time.Since(s.started).Milliseconds()}
-		if err != nil {
-			attrs = append(attrs, keyError, err.Error())
+		if cause != nil {
+			attrs = append(attrs, keyError, cause.Error())
 		}
 		s.log.Info("connection closed", attrs...)
-	} else {
-		s.reject(err)
 	}
 	s.client.Close()
 	if s.upstream != nil {
 		s.upstream.Close()
 	}
+	s.cl.release()
+	if s.up != nil {
+		s.up.release()
+	}
+	s.srv.endSession(s)
 }
 
 // kill ends the session with err as the reason the client is given.
@@ -157,7 +179,7 @@ func (s *session) flush() error {
 
 // startup runs everything from the first packet to the first ReadyForQuery.
 func (s *session) startup(ctx context.Context, deadline time.Time) error {
-	s.cl = newReader(s.client, bufferSize)
+	s.cl = &reader{conn: s.client, buf: borrow()}
 	sm, err := s.readStartup(ctx)
 	if err != nil {
 		return err
@@ -287,7 +309,7 @@ func (s *session) dial(ctx context.Context, deadline time.Time) error {
 		s.upstream = conn
 		s.mu.Unlock()
 	}
-	s.up = newReader(conn, bufferSize)
+	s.up = &reader{conn: conn, buf: borrow()}
 	return nil
 }
 
@@ -434,27 +456,26 @@ func withoutChannelBinding(mechs []string) []string {
 	return out
 }
 
-// relay runs the two pumps until one side ends, then tells the client why
-// if the stream allows it.
-func (s *session) relay(ctx context.Context) error {
+// relay hands the session to an event loop, or where there is none runs
+// the two pumps until one side ends; closed follows either way.
+func (s *session) relay(ctx context.Context) {
 	s.mu.Lock()
 	s.relaying = true
 	killed := s.killed
 	s.mu.Unlock()
 	if killed != nil {
-		return killed
+		s.closed(killed)
+		return
 	}
 	if m := s.srv.cfg.Migrator; m != nil {
 		s.cl.track, s.up.track = &s.track, &s.track
 		s.cl.take = s.taker(ctx, m)
 		s.cl.conv = &intercept.Conversation{}
 	}
-	if pl := s.srv.poller(); pl != nil {
-		if cause, ok := pl.relay(ctx, s); ok {
-			return cause
-		}
+	if pl := s.srv.poller(); pl != nil && pl.relay(ctx, s) {
+		return
 	}
-	return s.relayPumps(ctx)
+	s.closed(s.relayPumps(ctx))
 }
 
 // taker returns the check the client's reader makes of each Query's and
