@@ -346,7 +346,9 @@ start_pgbouncer() {
 	rm -f "$DATA/pgbouncer.pid" "$DATA/pgbouncer.log"
 	# The logfile is pgbouncer's own (it must be able to write it); our
 	# redirection only catches what it prints before daemonising.
-	as_pg pgbouncer -d "$DATA/pgbouncer.ini" >"$DATA/pgbouncer.stderr" 2>&1 ||
+	# runuser's login session lowers the open files limit to its default
+	# (1024); PgBouncer gets the one this shell has, as the proxies do.
+	as_pg sh -c 'ulimit -n "$1" && exec pgbouncer -d "$2"' sh "$(ulimit -n)" "$DATA/pgbouncer.ini" >"$DATA/pgbouncer.stderr" 2>&1 ||
 		{ cat "$DATA/pgbouncer.stderr" >&2; die "pgbouncer did not start"; }
 	# -d daemonises; the pidfile names the process whose CPU we measure.
 	local i

@@ -23,23 +23,35 @@
 //     locked OS thread and taking sessions in turn (poll_linux.go); a TLS
 //     client's encryption is ended in front of the loop by a bridge over a
 //     socket pair (tlsBridge), so that plain and TLS sessions share one
-//     relay. Where there is no epoll, a goroutine per direction relays
-//     (relayPumps). Both
-//     read into a reused buffer and track message boundaries from the 5-byte
-//     headers, forwarding runs of bytes untouched and without per-message
-//     allocation; the boundaries are what lets the proxy enforce the maximum
-//     message size and close a session with a clean ErrorResponse.
+//     relay. A session a loop relays has no goroutine of its own, and
+//     holds a 32 KiB buffer for a direction only while bytes of that
+//     direction wait in it (borrowed from a pool as it reads, given back
+//     once they are written), so an idle session costs its bookkeeping
+//     only. Where there is no epoll, a goroutine per direction relays
+//     (relayPumps), each with a buffer of its own. Both track message
+//     boundaries from the 5-byte headers, forwarding runs of bytes
+//     untouched and without per-message allocation; the boundaries are
+//     what lets the proxy enforce the maximum message size and close a
+//     session with a clean ErrorResponse.
 //  4. Interception, with a Migrator: each Query and Parse is seen whole and
 //     its SQL checked (Migrator.Take, a lexer that allocates nothing); a
 //     migrate command or a statement to refuse (a role change in a tenant
 //     session; DDL under raw_ddl: deny), and the Bind,
 //     Describe, Execute, Close and Sync that refer to it, are taken off the
 //     wire and answered by the Migrator once the upstream has answered what
-//     came before (a tracker counts what it owes; inside a pipeline a Flush
-//     is sent to get those answers). The upstream is not read meanwhile, so
-//     every answer keeps its place. The answer is computed on a goroutine
-//     of its own, never on the relay loop, under a context that a
-//     CancelRequest for the session, or the client leaving, cancels.
+//     came before. A tracker (tracker.go), which the relay alone touches,
+//     keeps what the upstream owes as a queue with one expected reply per
+//     request, popped by the reply that settles it (a pipeline's error
+//     settles everything up to its Sync), with the transaction status as
+//     the last ReadyForQuery and the pipeline's BEGIN and COMMIT left it,
+//     and the COPY in progress; inside a pipeline a Flush is sent to get
+//     the answers held back. The upstream is not read meanwhile, so every
+//     answer keeps its place. The answer is computed on a goroutine of
+//     its own, never on the relay loop, under a context that a
+//     CancelRequest for the session, or the client leaving, cancels; the
+//     relay then books it (session.book): a migrate command that failed
+//     in a pipeline or a transaction block fails the upstream's too, by
+//     a message of the proxy's own whose answers the tracker drops.
 //  5. End: the first side to fail ends the session; the client is told why
 //     with an ErrorResponse when the stream is at a message boundary.
 //

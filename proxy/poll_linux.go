@@ -204,6 +204,8 @@ func (pl *poller) relay(ctx context.Context, s *session) bool {
 	s.mu.Lock()
 	s.stopRelay = func() { pl.post(func() { rel.end(rel.upstream, nil) }) }
 	killed := s.killed
+	// The loop has the sockets (the bridge the TLS connection).
+	s.client, s.upstream = nil, nil
 	s.mu.Unlock()
 	pl.post(func() {
 		for len(pl.ends) <= max(cfd, ufd) {

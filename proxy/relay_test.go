@@ -253,33 +253,42 @@ func (r routeTo) Route(context.Context, policy.Request) (policy.Route, error) {
 func forEachRelay(t *testing.T, test func(t *testing.T, fe *pgproto3.Frontend, conn net.Conn)) {
 	for _, relay := range []string{"loop", "pumps"} {
 		t.Run(relay, func(t *testing.T) {
-			srv := New(Config{Router: routeTo(fakeUpstream(t)), Logger: slog.New(slog.DiscardHandler), Migrator: fakeMigrator{},
-				StartupTimeout: 5 * time.Second, MaxMessageSize: 1 << 20, MaxClientConns: 10})
-			if relay == "pumps" {
-				srv.pollers = nil
-			} else if len(srv.pollers) == 0 {
-				t.Skip("no event loop on this platform")
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			go srv.Serve(ctx, ln)
-			conn, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			fe := pgproto3.NewFrontend(conn, conn)
-			fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u", "database": "acme"}})
-			fe.Flush()
-			readUntilReady(t, fe)
+			_, fe, conn := relayedSession(t, relay == "pumps")
 			test(t, fe, conn)
 		})
 	}
+}
+
+// relayedSession starts a server in front of a fake upstream, relaying
+// with the goroutine pumps only if pumps is set, and returns it and a
+// client logged in through it.
+func relayedSession(t *testing.T, pumps bool) (*Server, *pgproto3.Frontend, net.Conn) {
+	t.Helper()
+	srv := New(Config{Router: routeTo(fakeUpstream(t)), Logger: slog.New(slog.DiscardHandler), Migrator: fakeMigrator{},
+		StartupTimeout: 5 * time.Second, MaxMessageSize: 1 << 20, MaxClientConns: 10})
+	if pumps {
+		srv.pollers = nil
+	} else if len(srv.pollers) == 0 {
+		t.Skip("no event loop on this platform")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go srv.Serve(ctx, ln)
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u", "database": "acme"}})
+	fe.Flush()
+	readUntilReady(t, fe)
+	return srv, fe, conn
 }
 
 // readUntilReady reads up to ReadyForQuery and returns what came: an

@@ -124,7 +124,8 @@ func (srv *Server) poller() *poller {
 var ErrServerClosed = errors.New("proxy: server closed")
 
 // Serve accepts connections on ln until ctx ends or Shutdown is called.
-// Each session gets a child of ctx: when ctx ends, every session is closed.
+// Each session gets a child of ctx: when ctx ends, every session is ended
+// with 57P01.
 func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv.mu.Lock()
 	if srv.closing {
@@ -133,7 +134,10 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv.ln = ln
 	srv.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		ln.Close()
+		srv.killAll()
+	})
 	defer stop()
 	for {
 		conn, err := ln.Accept()
@@ -210,11 +214,18 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	srv.killAll()
+	<-done
+	return nil
+}
+
+// killAll stops the server taking sessions and ends every session it has
+// with 57P01.
+func (srv *Server) killAll() {
 	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.closing = true
 	for s := range srv.sessions {
 		s.kill(errShutdown)
 	}
-	srv.mu.Unlock()
-	<-done
-	return nil
 }

@@ -41,7 +41,7 @@ var (
 type session struct {
 	srv     *Server
 	started time.Time
-	log     *slog.Logger
+	remote  string // the client's address
 
 	client net.Conn // replaced by its TLS wrapper after SSLRequest
 	cl     *reader
@@ -59,9 +59,6 @@ type session struct {
 	notify func(msg []byte)
 	out    []byte // messages for the client not yet written
 
-	// stopOnDone stops the session's ending with the server's context.
-	stopOnDone func() bool
-
 	mu       sync.Mutex
 	relaying bool
 	killed   error
@@ -75,8 +72,7 @@ type session struct {
 // event loop relays has no goroutine of its own while it does: the loop
 // calls closed when the session ends.
 func (s *session) serve(ctx context.Context) {
-	s.stopOnDone = context.AfterFunc(ctx, func() { s.kill(errShutdown) })
-	s.log = s.srv.log.With(keyRemote, s.client.RemoteAddr().String())
+	s.remote = s.client.RemoteAddr().String()
 	deadline := s.started.Add(s.srv.cfg.StartupTimeout)
 	s.client.SetDeadline(deadline)
 	if err := s.startup(ctx, deadline); err != nil {
@@ -86,28 +82,39 @@ func (s *session) serve(ctx context.Context) {
 	}
 	s.client.SetDeadline(time.Time{})
 	s.upstream.SetDeadline(time.Time{})
-	s.log.Info("connection opened")
+	s.logger().Info("connection opened")
 	s.relay(ctx)
+}
+
+// logger is the server's logger with the session's attributes, made
+// when the session logs, so that an idle session holds none.
+func (s *session) logger() *slog.Logger {
+	l := s.srv.log.With(keyRemote, s.remote)
+	if s.route.Upstream != nil {
+		l = l.With(keyOrg, s.route.Org, keyUser, s.user, keyUpstream, s.route.Upstream.Name)
+	}
+	return l
 }
 
 // closed ends a session: it logs the end of one that was relayed (cause
 // is what ended it, nil for an ordinary end), closes what is left open
 // and takes the session off the server's books.
 func (s *session) closed(cause error) {
-	s.stopOnDone()
 	s.mu.Lock()
-	relaying := s.relaying
+	relaying, client, upstream := s.relaying, s.client, s.upstream
 	s.mu.Unlock()
 	if relaying {
 		attrs := []any{keyDuration, time.Since(s.started).Milliseconds()}
 		if cause != nil {
 			attrs = append(attrs, keyError, cause.Error())
 		}
-		s.log.Info("connection closed", attrs...)
+		s.logger().Info("connection closed", attrs...)
 	}
-	s.client.Close()
-	if s.upstream != nil {
-		s.upstream.Close()
+	if client != nil { // (an event loop has closed what it relayed)
+		client.Close()
+	}
+	if upstream != nil {
+		upstream.Close()
 	}
 	s.cl.release()
 	if s.up != nil {
@@ -150,15 +157,15 @@ func (s *session) reject(err error) {
 	case errors.Is(err, errCancelServed):
 		return
 	case errors.Is(err, errRelayed), errors.Is(err, errClientLeft):
-		s.log.Info("connection refused", keyError, err.Error())
+		s.logger().Info("connection refused", keyError, err.Error())
 		return
 	}
 	var st sqlStater
 	if !errors.As(err, &st) {
-		s.log.Info("connection dropped during startup", keyError, err.Error())
+		s.logger().Info("connection dropped during startup", keyError, err.Error())
 		return
 	}
-	s.log.Warn("connection refused", keyError, err.Error(), keySQLState, st.SQLState())
+	s.logger().Warn("connection refused", keyError, err.Error(), keySQLState, st.SQLState())
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	s.send(errorResponse(err))
 	s.flush()
@@ -173,7 +180,7 @@ func (s *session) flush() error {
 		return nil
 	}
 	_, err := s.client.Write(s.out)
-	s.out = s.out[:0]
+	s.out = nil
 	return err
 }
 
@@ -200,7 +207,6 @@ func (s *session) startup(ctx context.Context, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.log = s.log.With(keyOrg, s.route.Org, keyUser, user, keyUpstream, s.route.Upstream.Name)
 	s.negotiate(sm)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
