@@ -196,6 +196,7 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 			}
 			rd.r = p
 		}
+		rd.written()
 		if badHeader != nil {
 			return badHeader
 		}
@@ -217,14 +218,33 @@ func (rd *reader) relay(dst io.Writer, maxBody int, sent *atomic.Int64) error {
 }
 
 // lockedScan is scan for the pumps, whose two goroutines share the
-// tracker.
+// tracker. What the upstream's scan passes is unwritten until written.
 func (rd *reader) lockedScan(maxBody int) (int, error) {
 	if rd.track == nil {
 		return rd.scan(maxBody)
 	}
-	rd.track.mu.Lock()
-	defer rd.track.mu.Unlock()
-	return rd.scan(maxBody)
+	t := rd.track
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, err := rd.scan(maxBody)
+	t.unwritten = t.unwritten || rd.take == nil && p > rd.r
+	return p, err
+}
+
+// written tells the client's pump, after a write of the upstream's, that
+// what it booked is written.
+func (rd *reader) written() {
+	t := rd.track
+	if t == nil || rd.take != nil {
+		return
+	}
+	t.mu.Lock()
+	t.unwritten = false
+	t.mu.Unlock()
+	select {
+	case t.answered <- struct{}{}:
+	default:
+	}
 }
 
 // compact makes room to read into once everything scanned has been

@@ -286,9 +286,9 @@ func relayUpstream(t *testing.T, track *tracker, in []byte, skip int) []byte {
 }
 
 // TestUpstreamStatusSeen: a BEGIN's CommandComplete from the upstream,
-// split at any byte, puts the session in a transaction until a COMMIT's or
-// the next ReadyForQuery; other tags do not, nor does a ROLLBACK's, which
-// may be a ROLLBACK TO SAVEPOINT.
+// split at any byte, puts the session in a transaction until a COMMIT's, a
+// ROLLBACK's or the next ReadyForQuery; other tags do not, nor does a
+// ROLLBACK's after a SAVEPOINT's, which may be a ROLLBACK TO SAVEPOINT.
 func TestUpstreamStatusSeen(t *testing.T) {
 	for _, tc := range []struct {
 		tags   []string
@@ -299,7 +299,10 @@ func TestUpstreamStatusSeen(t *testing.T) {
 		{[]string{"SELECT 1"}, 'I'},
 		{[]string{"BEGINX"}, 'I'},
 		{[]string{"BEGIN", "COMMIT"}, 'I'},
-		{[]string{"BEGIN", "ROLLBACK"}, 'T'},
+		{[]string{"BEGIN", "ROLLBACK"}, 'I'},
+		{[]string{"BEGIN", "SAVEPOINT", "ROLLBACK"}, 'T'}, // ROLLBACK TO SAVEPOINT
+		{[]string{"BEGIN", "SAVEPOINT", "COMMIT"}, 'I'},
+		{[]string{"BEGIN", "SAVEPOINT", "COMMIT", "BEGIN", "ROLLBACK"}, 'I'},
 	} {
 		msgs := message('2', 0)
 		for _, tag := range tc.tags {

@@ -27,8 +27,9 @@ import (
 // fakeUpstream is one scripted PostgreSQL session: it answers the startup,
 // then simple Queries and extended-protocol pipelines (Parse, Bind,
 // Describe, Execute, Flush, Sync), holding extended answers back until a
-// Flush or Sync as PostgreSQL does. It knows BEGIN, COMMIT, COPY ... FROM
-// STDIN (simple Queries only), INSERT (rows kept only when their
+// Flush or Sync as PostgreSQL does. It knows BEGIN, COMMIT, ROLLBACK,
+// SAVEPOINT, ROLLBACK TO, COPY ... FROM STDIN, COPY ... TO STDOUT and
+// COPY BOTH (simple Queries only), INSERT (rows kept only when their
 // transaction commits), "count" (one row: the rows kept), "fail" and
 // the proxy's own failing statements (a syntax error), and answers
 // anything else as a one-row SELECT, keeping a transaction status; in a
@@ -100,15 +101,9 @@ func (f *fakeSession) serve() {
 		switch m := msg.(type) {
 		case *pgproto3.Query:
 			if strings.HasPrefix(m.String, "COPY") {
-				f.send(&pgproto3.CopyInResponse{})
-				f.be.Flush()
-				if !copyIn(f.be) {
-					// PostgreSQL ends the session on another message.
-					f.send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: "08P01", Message: "unexpected message type during COPY from stdin"})
-					f.be.Flush()
+				if !f.copy(m.String) {
 					return
 				}
-				f.send(&pgproto3.CommandComplete{CommandTag: []byte("COPY 1")})
 			} else if !f.execute(m.String, true) {
 				return
 			}
@@ -131,6 +126,33 @@ func (f *fakeSession) serve() {
 	}
 }
 
+// copy runs a COPY, and reports false when the session is to end
+// instead.
+func (f *fakeSession) copy(sql string) bool {
+	switch {
+	case strings.HasSuffix(sql, "TO STDOUT"):
+		f.send(&pgproto3.CopyOutResponse{}, &pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{})
+	case strings.HasSuffix(sql, "BOTH"):
+		f.send(&pgproto3.CopyBothResponse{})
+		f.be.Flush()
+		if !copyIn(f.be) {
+			return false
+		}
+		f.send(&pgproto3.CopyDone{})
+	default:
+		f.send(&pgproto3.CopyInResponse{})
+		f.be.Flush()
+		if !copyIn(f.be) {
+			// PostgreSQL ends the session on another message.
+			f.send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: "08P01", Message: "unexpected message type during COPY from stdin"})
+			f.be.Flush()
+			return false
+		}
+	}
+	f.send(&pgproto3.CommandComplete{CommandTag: []byte("COPY 1")})
+	return true
+}
+
 // execute answers one statement, and reports false when the session is
 // to end instead.
 func (f *fakeSession) execute(sql string, simple bool) bool {
@@ -148,7 +170,7 @@ func (f *fakeSession) execute(sql string, simple bool) bool {
 	switch {
 	case strings.HasPrefix(sql, "hang"):
 		return false
-	case f.status == 'E' && sql != "COMMIT":
+	case f.status == 'E' && sql != "COMMIT" && !strings.HasPrefix(sql, "ROLLBACK"):
 		fail("25P02")
 	case sql == "fail" || strings.HasPrefix(sql, "pgmigrate-proxy:"):
 		fail("42601")
@@ -162,6 +184,14 @@ func (f *fakeSession) execute(sql string, simple bool) bool {
 		}
 		f.status = 'I'
 		f.send(&pgproto3.CommandComplete{CommandTag: []byte(tag)})
+	case sql == "ROLLBACK":
+		f.status, f.added = 'I', 0
+		f.send(&pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")})
+	case strings.HasPrefix(sql, "SAVEPOINT"):
+		f.send(&pgproto3.CommandComplete{CommandTag: []byte("SAVEPOINT")})
+	case strings.HasPrefix(sql, "ROLLBACK TO"):
+		f.status = 'T'
+		f.send(&pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")})
 	case strings.HasPrefix(sql, "INSERT"):
 		f.added++
 		f.send(&pgproto3.CommandComplete{CommandTag: []byte("INSERT 0 1")})
@@ -465,23 +495,36 @@ func writeSplit(t *testing.T, conn net.Conn, in []byte, split int) {
 	}
 }
 
-// A BEGIN pipelined before a migrate command puts it in a transaction
-// block, and a COMMIT pipelined after that BEGIN takes it out.
-func TestRelayPipelinedBegin(t *testing.T) {
+// Transaction control pipelined before a migrate command, in the same
+// Sync, decides whether it runs inside a transaction block (refused, 25001)
+// as it would in PostgreSQL: a BEGIN puts it in one, a COMMIT or ROLLBACK
+// takes it out, a SAVEPOINT and a ROLLBACK TO SAVEPOINT leave it in.
+func TestRelayPipelinedTransactionControl(t *testing.T) {
 	forEachRelay(t, func(t *testing.T, fe *pgproto3.Frontend, conn net.Conn) {
-		msgs := append(pipeline("BEGIN"), pipeline("CALL migrate.x()")...)
-		if _, err := conn.Write(encode(append(msgs, &pgproto3.Sync{})...)); err != nil {
-			t.Fatal(err)
-		}
-		if got := strings.Join(readUntilReady(t, fe), " "); got != "ParseComplete BindComplete BEGIN ParseComplete BindComplete 25001 ZT" {
-			t.Fatalf("after a pipelined BEGIN: %s", got)
-		}
-		msgs = append(pipeline("COMMIT"), pipeline("CALL migrate.x()")...)
-		if _, err := conn.Write(encode(append(msgs, &pgproto3.Sync{})...)); err != nil {
-			t.Fatal(err)
-		}
-		if got := strings.Join(readUntilReady(t, fe), " "); got != "ParseComplete BindComplete COMMIT ParseComplete BindComplete CALL ZI" {
-			t.Fatalf("after a pipelined COMMIT: %s", got)
+		for _, tc := range []struct {
+			stmts []string
+			want  string
+		}{
+			{[]string{"BEGIN", "CALL migrate.x()"}, "BEGIN 25001 ZT"},
+			{[]string{"COMMIT", "CALL migrate.x()"}, "COMMIT CALL ZI"},
+			{[]string{"BEGIN", "ROLLBACK", "CALL migrate.x()"}, "BEGIN ROLLBACK CALL ZI"},
+			{[]string{"BEGIN", "SAVEPOINT s", "CALL migrate.x()"}, "BEGIN SAVEPOINT 25001 ZT"},
+			{[]string{"ROLLBACK TO SAVEPOINT s", "CALL migrate.x()"}, "ROLLBACK 25001 ZT"},
+			{[]string{"COMMIT", "CALL migrate.x()"}, "COMMIT CALL ZI"},
+		} {
+			var msgs []pgproto3.FrontendMessage
+			var want []string
+			for _, sql := range tc.stmts {
+				msgs = append(msgs, pipeline(sql)...)
+				want = append(want, "ParseComplete BindComplete")
+			}
+			if _, err := conn.Write(encode(append(msgs, &pgproto3.Sync{})...)); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.ReplaceAll(strings.Join(readUntilReady(t, fe), " "), "ParseComplete BindComplete ", "")
+			if got != tc.want {
+				t.Fatalf("%q: %s, want %s", tc.stmts, got, tc.want)
+			}
 		}
 	})
 }
@@ -543,6 +586,31 @@ func TestRelayErrorsInPipeline(t *testing.T) {
 			}
 			if got := strings.Join(readUntilReady(t, fe), " "); got != "RowDescription D0 SELECT 1 ZI" {
 				t.Fatalf("error at %d: rows kept: %s", at, got)
+			}
+		}
+	})
+}
+
+// A migrate command sent behind a COPY TO STDOUT, or behind the end of a
+// COPY BOTH, in the same write, is answered after the copy.
+func TestRelayCommandAfterCopyOutAndBoth(t *testing.T) {
+	forEachRelay(t, func(t *testing.T, fe *pgproto3.Frontend, conn net.Conn) {
+		for _, tc := range []struct {
+			msgs []pgproto3.FrontendMessage
+			want string
+		}{
+			{[]pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY t TO STDOUT"}}, "CopyOutResponse CopyData CopyDone COPY 1 ZI"},
+			{[]pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY BOTH"}, &pgproto3.CopyData{Data: []byte("CALL migrate.x()")}, &pgproto3.CopyDone{}},
+				"CopyBothResponse CopyDone COPY 1 ZI"},
+		} {
+			if _, err := conn.Write(encode(append(tc.msgs, &pgproto3.Query{String: "CALL migrate.x()"})...)); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(readUntilReady(t, fe), " "); got != tc.want {
+				t.Fatalf("the copy: %s, want %s", got, tc.want)
+			}
+			if got := strings.Join(readUntilReady(t, fe), " "); got != "CALL ZI" {
+				t.Fatalf("the command after the copy: %s, want the proxy's CALL ZI", got)
 			}
 		}
 	})

@@ -633,7 +633,7 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 			return writeError{err}
 		}
 	}
-	for t.pending() {
+	for t.pending() || t.unwritten {
 		if t.copying {
 			t.mu.Unlock()
 			// A COPY FROM STDIN sent before them has started, and they

@@ -26,9 +26,11 @@ type tracker struct {
 	// the extended messages sent meanwhile are owed nothing.
 	skipping bool
 	// status is the transaction status: that of the last ReadyForQuery,
-	// changed since by the CommandComplete of a BEGIN or a COMMIT in a
-	// pipeline, whose status is not known until its Sync.
-	status byte
+	// changed since by the CommandComplete of a BEGIN, COMMIT or ROLLBACK
+	// in a pipeline (see tagged); savepoints is set when a SAVEPOINT ran
+	// in the transaction.
+	status     byte
+	savepoints bool
 	// forwarded is set when an extended-protocol message went upstream
 	// since the last Sync: that Sync must go upstream too.
 	forwarded bool
@@ -39,10 +41,13 @@ type tracker struct {
 	// copies the client ended before their start was seen.
 	copying  bool
 	copyEnds int
-	// answered, when not nil, hears (without blocking) of each reply
-	// that settles something owed: the pumps wait on it for the upstream
-	// to owe nothing before they answer a migrate command.
-	answered chan struct{}
+	// For the pumps (relayPumps): unwritten is set while replies the
+	// upstream's pump has booked are not yet written to the client (the
+	// answer of a migrate command goes after them), and answered hears,
+	// without blocking, of each write of the upstream's pump: the
+	// client's pump waits on it for the upstream to owe nothing.
+	unwritten bool
+	answered  chan struct{}
 }
 
 // expected is a reply owed: to a request of type kind ('Q', 'F', 'S',
@@ -135,6 +140,9 @@ func (t *tracker) reply(typ byte, body []byte) (drop bool) {
 		if len(body) > 0 {
 			t.status = body[0]
 		}
+		if t.status == 'I' {
+			t.savepoints = false
+		}
 		t.skipping, t.copying = false, false
 		t.popThrough(endsInReady)
 		if !t.pending() {
@@ -152,18 +160,9 @@ func (t *tracker) reply(typ byte, body []byte) (drop bool) {
 			if t.skipping {
 				t.unflushed = false
 			}
-			t.settle()
 		}
 	case 'C':
-		switch string(body[:max(len(body)-1, 0)]) {
-		case "BEGIN", "START TRANSACTION":
-			t.status = 'T'
-		case "COMMIT":
-			// (A ROLLBACK tag also ends ROLLBACK TO SAVEPOINT, which
-			// stays in the transaction: the status waits for the
-			// ReadyForQuery then.)
-			t.status = 'I'
-		}
+		t.tagged(string(body[:max(len(body)-1, 0)]))
 		t.copying = false
 		t.popIf('E')
 	case 'G', 'W':
@@ -179,7 +178,6 @@ func (t *tracker) reply(typ byte, body []byte) (drop bool) {
 		} else {
 			t.copying = true
 		}
-		t.settle()
 	case '1':
 		t.popIf('P')
 	case '2':
@@ -194,11 +192,30 @@ func (t *tracker) reply(typ byte, body []byte) (drop bool) {
 	return drop
 }
 
+// tagged follows the transaction status through the CommandComplete of
+// a transaction control statement, which a pipeline's ReadyForQuery comes
+// only after. ROLLBACK TO SAVEPOINT is tagged ROLLBACK too, and stays in
+// the transaction: once a savepoint has been set, a ROLLBACK leaves the
+// status to the ReadyForQuery.
+func (t *tracker) tagged(tag string) {
+	switch tag {
+	case "BEGIN", "START TRANSACTION":
+		t.status, t.savepoints = 'T', false
+	case "SAVEPOINT":
+		t.savepoints = true
+	case "COMMIT":
+		t.status, t.savepoints = 'I', false
+	case "ROLLBACK":
+		if !t.savepoints {
+			t.status = 'I'
+		}
+	}
+}
+
 // popIf settles the oldest reply owed if it is to a request of type kind.
 func (t *tracker) popIf(kind byte) {
 	if t.pending() && t.owed[t.head].kind == kind {
 		t.head++
-		t.settle()
 	}
 }
 
@@ -211,17 +228,5 @@ func (t *tracker) popThrough(end func(kind byte) bool) {
 		if end(kind) {
 			break
 		}
-	}
-	t.settle()
-}
-
-// settle tells answered, if set, that something owed was answered.
-func (t *tracker) settle() {
-	if t.answered == nil {
-		return
-	}
-	select {
-	case t.answered <- struct{}{}:
-	default:
 	}
 }
