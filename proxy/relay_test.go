@@ -615,3 +615,21 @@ func TestRelayCommandAfterCopyOutAndBoth(t *testing.T) {
 		}
 	})
 }
+
+// A Query sent after a failing message of a pipeline and before its Sync
+// is ignored by the upstream, which answers it nothing: a migrate command
+// after the Sync does not wait for that answer.
+func TestRelayQueryIgnoredBeforeSync(t *testing.T) {
+	forEachRelay(t, func(t *testing.T, fe *pgproto3.Frontend, conn net.Conn) {
+		msgs := append(pipeline("fail"), &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Sync{}, &pgproto3.Query{String: "CALL migrate.x()"})
+		if _, err := conn.Write(encode(msgs...)); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(readUntilReady(t, fe), " "); got != "ParseComplete BindComplete 42601 ZI" {
+			t.Fatalf("the pipeline: %s", got)
+		}
+		if got := strings.Join(readUntilReady(t, fe), " "); got != "CALL ZI" {
+			t.Fatalf("the command after it: %s", got)
+		}
+	})
+}

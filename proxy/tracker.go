@@ -23,7 +23,7 @@ type tracker struct {
 	unflushed bool
 	// skipping is set when the upstream failed in a pipeline whose Sync
 	// it has not been sent yet: it ignores everything but that Sync, and
-	// the extended messages sent meanwhile are owed nothing.
+	// the messages sent meanwhile are owed nothing.
 	skipping bool
 	// status is the transaction status: that of the last ReadyForQuery,
 	// changed since by the CommandComplete of a BEGIN, COMMIT or ROLLBACK
@@ -75,8 +75,13 @@ func (t *tracker) front() expected {
 // sent books a message of type typ forwarded upstream.
 func (t *tracker) sent(typ byte, own bool) {
 	switch typ {
-	case 'Q', 'F', 'S':
+	case 'S':
 		t.unflushed, t.skipping = false, false
+	case 'Q', 'F':
+		if t.skipping { // ignored too: only a Sync ends the skipping
+			return
+		}
+		t.unflushed = false
 	case 'P', 'B', 'D', 'E', 'C':
 		if t.skipping {
 			return
@@ -152,8 +157,9 @@ func (t *tracker) reply(typ byte, body []byte) (drop bool) {
 		t.copying = false
 		if !endsInReady(front.kind) && t.pending() {
 			// The upstream skips to the next Sync: what it was sent
-			// before that Sync is owed nothing.
-			for t.pending() && !endsInReady(t.front().kind) {
+			// before that Sync, a Query or FunctionCall included, is
+			// owed nothing.
+			for t.pending() && t.front().kind != 'S' {
 				t.head++
 			}
 			t.skipping = !t.pending()
