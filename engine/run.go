@@ -421,6 +421,12 @@ func (e *Engine) record(ctx context.Context, tx pgx.Tx, in *intent, p *Plan, s *
 			return err
 		}
 	}
+	if p.AddTenant || p.DropTenant {
+		// Every proxy's registry hears of it at commit.
+		if _, err := tx.Exec(ctx, "SELECT pg_notify('pgmigrate', 'tenant ' || $1)", org); err != nil {
+			return err
+		}
+	}
 	if p.DropTenant {
 		if _, err := tx.Exec(ctx, "DELETE FROM pgmigrate.models WHERE org = $1", org); err != nil {
 			return err

@@ -10,37 +10,54 @@ import (
 	"github.com/pgmigrate/pgmigrate-proxy/engine"
 )
 
-// fanOutWorkers is how many tenants org => '*' migrates at once.
-const fanOutWorkers = 8
-
-// fanOut runs a schema change for every tenant, fanOutWorkers at a time on
-// each tenant's upstream engine. The client gets a NOTICE as each tenant
-// finishes, and one row per tenant at the end, in the tenants' order; a
-// tenant that fails is reported (status failed, the error in statements)
-// and the others go on.
+// fanOut runs a schema change for every tenant, FanoutConcurrency at a
+// time on each upstream, on each tenant's upstream engine. The client gets
+// a NOTICE as each tenant finishes, and one row per tenant at the end, in
+// the tenants' order; a tenant that fails is reported (status failed, the
+// error in statements) and the others go on.
 func (h *Handler) fanOut(ctx context.Context, sess Session, call *Call) (*resultSet, error) {
 	tenants := h.Tenants()
 	rows := make([][]*string, len(tenants))
 	var mu sync.Mutex
-	sem := make(chan struct{}, fanOutWorkers)
-	var wg sync.WaitGroup
+	workers := h.FanoutConcurrency
+	if workers == 0 {
+		workers = 8
+	}
+	// A queue per upstream, each worked by its own workers, so that one
+	// slow upstream does not hold up the others.
+	queues := map[string]chan int{}
 	for i, t := range tenants {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			row, note := h.runTenant(ctx, t.Org, call)
-			mu.Lock()
-			defer mu.Unlock()
-			rows[i] = row
-			if sess.Notify != nil {
-				msg, _ := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: note}).Encode(nil)
-				sess.Notify(msg)
-			}
-		}()
+		if queues[t.Upstream] == nil {
+			queues[t.Upstream] = make(chan int, len(tenants))
+		}
+		queues[t.Upstream] <- i
+	}
+	var wg sync.WaitGroup
+	for _, q := range queues {
+		close(q)
+		for range workers {
+			wg.Go(func() {
+				for i := range q {
+					h.fanOutOne(ctx, sess, call, tenants[i].Org, &mu, &rows[i])
+				}
+			})
+		}
 	}
 	wg.Wait()
 	return &resultSet{cols: resultColumns, rows: rows}, nil
+}
+
+// fanOutOne runs call for one tenant of a fan-out, stores its row and
+// tells the client.
+func (h *Handler) fanOutOne(ctx context.Context, sess Session, call *Call, org string, mu *sync.Mutex, row *[]*string) {
+	r, note := h.runTenant(ctx, org, call)
+	mu.Lock()
+	defer mu.Unlock()
+	*row = r
+	if sess.Notify != nil {
+		msg, _ := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: note}).Encode(nil)
+		sess.Notify(msg)
+	}
 }
 
 // runTenant runs call for one tenant and returns its result row and a line

@@ -37,8 +37,13 @@ type Handler struct {
 	Rules func() policy.Rules
 	// Tenants lists every tenant, for org => '*'.
 	Tenants func() []policy.Tenant
+	// Upstreams lists the upstreams, where create_tenant places tenants.
+	Upstreams func() []*policy.Target
 	// CommandTimeout is the deadline of one command; 0 means none.
 	CommandTimeout time.Duration
+	// FanoutConcurrency is how many tenants of one upstream org => '*'
+	// migrates at once; 0 means 8.
+	FanoutConcurrency int
 	// TracerProvider makes the command spans; nil means the global one.
 	TracerProvider trace.TracerProvider
 	// Logger receives a line per audited DDL statement; nil discards them.
@@ -341,9 +346,19 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 	}
 	target := sess.Route
 	switch {
-	case call.Proc == "create_tenant" || call.Proc == "drop_tenant":
-		// The tenant is made or dropped in the session's database.
+	case call.Proc == "create_tenant":
+		up, err := h.placement(call.Args["upstream"])
+		if err != nil {
+			return policy.Route{}, err
+		}
+		target = policy.Route{Org: call.Args["org"], Upstream: up, Database: up.Database, Schema: call.Args["org"]}
+	case call.Proc == "drop_tenant":
+		// The tenant is dropped where it is, else looked for in the
+		// session's database.
 		target.Org = call.Args["org"]
+		if route, err := h.Route(ctx, call.Args["org"]); err == nil {
+			target = route
+		}
 	case sess.Route.Org != "":
 		if call.Org != "" && call.Org != sess.Route.Org {
 			return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("permission denied: this session belongs to org %q, not %q", sess.Route.Org, call.Org)}
@@ -394,6 +409,31 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 		return policy.Route{}, &Error{Code: codeInsufficientPrivilege, Msg: fmt.Sprintf("migrate.%s is not allowed by policy (allow_drop: false)", call.Proc)}
 	}
 	return target, nil
+}
+
+// placement is the upstream create_tenant makes a tenant on: the one
+// named, else the one with the fewest tenants (the first of those).
+func (h *Handler) placement(name string) (*policy.Target, error) {
+	ups := h.Upstreams()
+	if name != "" {
+		for _, up := range ups {
+			if up.Name == name {
+				return up, nil
+			}
+		}
+		return nil, &Error{Code: "42704", Msg: fmt.Sprintf("upstream %q does not exist", name)}
+	}
+	count := map[string]int{}
+	for _, t := range h.Tenants() {
+		count[t.Upstream]++
+	}
+	best := ups[0]
+	for _, up := range ups[1:] {
+		if count[up.Name] < count[best.Name] {
+			best = up
+		}
+	}
+	return best, nil
 }
 
 // member checks that the user of a tenant session is (still) a member of

@@ -37,6 +37,18 @@ type Config struct {
 	Policy Rules `yaml:"policy"`
 	// Engine tunes the migration engine that runs migrate.* commands.
 	Engine Engine `yaml:"engine"`
+	// Registry tunes how the upstreams' tenant catalogs are followed.
+	Registry RegistryConfig `yaml:"registry"`
+}
+
+// RegistryConfig tunes the tenant registry (see package registry).
+type RegistryConfig struct {
+	// Refresh is how often each upstream's catalog is reloaded whole, in
+	// case a notification was lost.
+	Refresh time.Duration `yaml:"refresh"`
+	// MissTTL is how long an org found in no catalog is answered 3D000
+	// without asking the catalogs again.
+	MissTTL time.Duration `yaml:"miss_ttl"`
 }
 
 // TLS names the certificate and key presented to clients.
@@ -107,7 +119,10 @@ type Engine struct {
 	CommandTimeout time.Duration `yaml:"command_timeout"`
 	// AcquireTimeout bounds the wait for a connection of the engine's pool.
 	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
-	Retry          Retry         `yaml:"retry"`
+	// FanoutConcurrency is how many tenants of one upstream org => '*'
+	// migrates at once.
+	FanoutConcurrency int   `yaml:"fanout_concurrency"`
+	Retry             Retry `yaml:"retry"`
 }
 
 // Retry is the engine's retry budget for transient errors.
@@ -136,11 +151,13 @@ func Default() Config {
 			RawDDL:    RawDDLAllow,
 		},
 		Engine: Engine{
-			LockTimeout:    time.Second,
-			CommandTimeout: 10 * time.Minute,
-			AcquireTimeout: 5 * time.Second,
-			Retry:          Retry{MaxAttempts: 5, Delay: 200 * time.Millisecond, MaxDelay: 5 * time.Second},
+			LockTimeout:       time.Second,
+			CommandTimeout:    10 * time.Minute,
+			AcquireTimeout:    5 * time.Second,
+			FanoutConcurrency: 8,
+			Retry:             Retry{MaxAttempts: 5, Delay: 200 * time.Millisecond, MaxDelay: 5 * time.Second},
 		},
+		Registry: RegistryConfig{Refresh: time.Minute, MissTTL: 5 * time.Second},
 	}
 }
 

@@ -27,6 +27,13 @@ type Registry interface {
 	Lookup(ctx context.Context, org string) (Tenant, error)
 }
 
+// Catalog is a Registry that also lists its tenants: the upstreams'
+// catalogs (see package registry).
+type Catalog interface {
+	Registry
+	Tenants() []Tenant
+}
+
 // StaticRegistry serves a fixed set of tenants, keyed by org.
 type StaticRegistry map[string]Tenant
 
@@ -120,7 +127,8 @@ type Router struct {
 }
 
 type routes struct {
-	registry  Registry
+	registry  StaticRegistry // the config's tenants
+	catalog   Catalog        // the catalogs', when set: after the config's
 	tenants   []Tenant
 	upstreams []*Target
 	rules     Rules
@@ -136,6 +144,9 @@ func NewRouter(cfg *Config) (*Router, error) {
 func (r *Router) Update(cfg *Config) error {
 	reg := StaticRegistry{}
 	rt := &routes{registry: reg, rules: cfg.Policy}
+	if old := r.state.Load(); old != nil {
+		rt.catalog = old.catalog
+	}
 	for _, u := range cfg.Upstreams {
 		t, err := parseUpstream(u)
 		if err != nil {
@@ -151,8 +162,29 @@ func (r *Router) Update(cfg *Config) error {
 	return nil
 }
 
-// Tenants lists the configured tenants, in the config's order.
-func (r *Router) Tenants() []Tenant { return r.state.Load().tenants }
+// SetCatalog has the router look up, after the config's tenants, those
+// of c.
+func (r *Router) SetCatalog(c Catalog) {
+	rt := *r.state.Load()
+	rt.catalog = c
+	r.state.Store(&rt)
+}
+
+// Tenants lists the configured tenants, in the config's order, then the
+// catalog's others, by org.
+func (r *Router) Tenants() []Tenant {
+	rt := r.state.Load()
+	if rt.catalog == nil {
+		return rt.tenants
+	}
+	out := slices.Clip(rt.tenants)
+	for _, t := range rt.catalog.Tenants() {
+		if _, ok := rt.registry[t.Org]; !ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
 
 // Rules returns the policy in force.
 func (r *Router) Rules() Rules { return r.state.Load().rules }
@@ -169,8 +201,8 @@ func (r *Router) Route(ctx context.Context, req Request) (Route, error) {
 			database = req.User
 		}
 		route, err := rt.tenant(ctx, database)
-		if !errors.Is(err, ErrUnknownTenant) {
-			return route, err
+		if err == nil {
+			return route, nil
 		}
 		if slices.Contains(rt.rules.Admins, req.User) {
 			for _, up := range rt.upstreams {
@@ -179,7 +211,10 @@ func (r *Router) Route(ctx context.Context, req Request) (Route, error) {
 				}
 			}
 		}
-		return Route{}, &UnknownDatabaseError{Database: database}
+		if errors.Is(err, ErrUnknownTenant) {
+			return Route{}, &UnknownDatabaseError{Database: database}
+		}
+		return Route{}, err
 	}
 	route, err := rt.tenant(ctx, req.Org)
 	if errors.Is(err, ErrUnknownTenant) {
@@ -209,6 +244,9 @@ func (rt *routes) tenant(ctx context.Context, org string) (Route, error) {
 		return Route{}, ErrUnknownTenant
 	}
 	t, err := rt.registry.Lookup(ctx, org)
+	if errors.Is(err, ErrUnknownTenant) && rt.catalog != nil {
+		t, err = rt.catalog.Lookup(ctx, org)
+	}
 	if err != nil {
 		return Route{}, err
 	}

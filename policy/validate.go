@@ -59,6 +59,12 @@ func (cfg *Config) Validate() error {
 	if !slices.Contains([]string{RawDDLAllow, RawDDLDeny, RawDDLAudit}, cfg.Policy.RawDDL) {
 		return keyErr("policy.raw_ddl", "%q is not one of allow, deny, audit", cfg.Policy.RawDDL)
 	}
+	switch {
+	case cfg.Registry.Refresh <= 0:
+		return keyErr("registry.refresh", "must be positive")
+	case cfg.Registry.MissTTL < 0:
+		return keyErr("registry.miss_ttl", "must not be negative")
+	}
 	return cfg.Engine.validate()
 }
 
@@ -126,6 +132,8 @@ func (e Engine) validate() error {
 		return keyErr("engine.command_timeout", "must not be negative")
 	case e.AcquireTimeout <= 0:
 		return keyErr("engine.acquire_timeout", "must be positive")
+	case e.FanoutConcurrency < 1:
+		return keyErr("engine.fanout_concurrency", "must be at least 1")
 	case e.Retry.MaxAttempts < 1:
 		return keyErr("engine.retry.max_attempts", "must be at least 1")
 	case e.Retry.Delay < 0:

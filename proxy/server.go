@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
@@ -217,6 +218,21 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.killAll()
 	<-done
 	return nil
+}
+
+// EndOrg ends every session of org with 57P01: the tenant is gone.
+func (srv *Server) EndOrg(org string) {
+	err := &fatal{code: "57P01", msg: fmt.Sprintf("terminating connection because tenant %q was dropped", org)}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for s := range srv.sessions {
+		s.mu.Lock()
+		ours := s.route.Org == org
+		s.mu.Unlock()
+		if ours {
+			s.kill(err)
+		}
+	}
 }
 
 // killAll stops the server taking sessions and ends every session it has

@@ -203,10 +203,13 @@ func (s *session) startup(ctx context.Context, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.route, err = s.srv.cfg.Router.Route(ctx, policy.Request{User: user, Database: sm.Parameters["database"], Org: org})
+	route, err := s.srv.cfg.Router.Route(ctx, policy.Request{User: user, Database: sm.Parameters["database"], Org: org})
 	if err != nil {
 		return err
 	}
+	s.mu.Lock() // (Server.EndOrg reads it)
+	s.route = route
+	s.mu.Unlock()
 	s.negotiate(sm)
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()

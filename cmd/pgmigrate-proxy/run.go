@@ -22,6 +22,7 @@ import (
 	"github.com/pgmigrate/pgmigrate-proxy/metrics"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 	"github.com/pgmigrate/pgmigrate-proxy/proxy"
+	"github.com/pgmigrate/pgmigrate-proxy/registry"
 )
 
 const usage = `Usage: pgmigrate-proxy [flags]
@@ -174,14 +175,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	engs := newEngines(cfg, log, migrations.Recorder)
 	defer engs.close()
 	migrator := &intercept.Handler{
-		Engine:         engs.get,
-		Route:          router.Tenant,
-		Rules:          router.Rules,
-		Tenants:        router.Tenants,
-		CommandTimeout: cfg.Engine.CommandTimeout,
-		Logger:         log,
-		Observe:        migrations.Command,
+		Engine:            engs.get,
+		Route:             router.Tenant,
+		Rules:             router.Rules,
+		Tenants:           router.Tenants,
+		Upstreams:         router.Upstreams,
+		CommandTimeout:    cfg.Engine.CommandTimeout,
+		FanoutConcurrency: cfg.Engine.FanoutConcurrency,
+		Logger:            log,
+		Observe:           migrations.Command,
 	}
+	srv := proxy.New(proxy.Config{
+		Router:         router,
+		TLS:            tlsConfig,
+		StartupTimeout: cfg.Limits.StartupTimeout,
+		MaxMessageSize: cfg.Limits.MaxMessageSize,
+		MaxClientConns: cfg.Limits.MaxClientConns,
+		Logger:         log,
+		Metrics:        proxyMetrics,
+		Migrator:       migrator,
+	})
 	// Both addresses are bound before anything connects upstream, so that
 	// no outgoing connection's port can take one of them.
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -202,19 +215,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		go admin.Serve(aln)
 		defer admin.Close()
 	}
+	// The catalogs' tenants are routed once loaded; the config's win.
+	catalog, err := registry.New(registry.Config{Upstreams: router.Upstreams(), Refresh: cfg.Registry.Refresh,
+		MissTTL: cfg.Registry.MissTTL, Logger: log, Dropped: srv.EndOrg})
+	if err != nil {
+		return err
+	}
+	defer catalog.Close()
+	reg.MustRegister(catalog)
+	catalog.Start(ctx)
+	if err := catalogConflicts(cfg, catalog); err != nil {
+		return err
+	}
+	router.SetCatalog(catalog)
 	// Clients are served once the tenants they may name are provisioned.
 	prov.run(ctx, cfg)
 	go prov.retry(ctx)
-	srv := proxy.New(proxy.Config{
-		Router:         router,
-		TLS:            tlsConfig,
-		StartupTimeout: cfg.Limits.StartupTimeout,
-		MaxMessageSize: cfg.Limits.MaxMessageSize,
-		MaxClientConns: cfg.Limits.MaxClientConns,
-		Logger:         log,
-		Metrics:        proxyMetrics,
-		Migrator:       migrator,
-	})
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	served := make(chan error, 1)
@@ -243,6 +259,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return nil
 		}
 	}
+}
+
+// catalogConflicts reports the config's tenants that a catalog places
+// elsewhere.
+func catalogConflicts(cfg *policy.Config, catalog *registry.Registry) error {
+	var errs []error
+	for _, t := range cfg.Tenants {
+		c, ok := catalog.Catalogued(t.Org)
+		if ok && (c.Upstream != t.Upstream || c.Database != t.Database || c.Schema != t.Schema) {
+			errs = append(errs, fmt.Errorf("config: tenant %q is in upstream %q, database %q, schema %q by the config file but in upstream %q, database %q, schema %q by that upstream's pgmigrate.tenants",
+				t.Org, t.Upstream, t.Database, t.Schema, c.Upstream, c.Database, c.Schema))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // reload rereads the configuration and gives the router its new tenants and

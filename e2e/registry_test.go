@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// registryConfig is the config of a proxy serving the catalog's tenants of
+// db (none listed), with the registry's refresh and miss TTL.
+func registryConfig(db, refresh, missTTL string) string {
+	return fmt.Sprintf("upstreams:\n  - name: main\n    dsn: %s\npolicy:\n  admins: [postgres]\nregistry:\n  refresh: %s\n  miss_ttl: %s\n",
+		cluster.DSN("postgres", db), refresh, missTTL)
+}
+
+// createTenant makes org through p's admin session on db, with a login
+// role, and returns the login's name and password.
+func createTenant(t testing.TB, p *proxyProc, db, org string) (string, string) {
+	t.Helper()
+	admin := p.connect(t, "postgres", "", db)
+	var status string
+	var login, password *string
+	if err := admin.QueryRow(testContext(t), "CALL migrate.create_tenant("+authLiteral(org)+", login => true)").
+		Scan(&status, nil, nil, nil, nil, nil, nil, &login, &password); err != nil {
+		t.Fatalf("create_tenant(%s): %v", org, err)
+	}
+	if status != "applied" || login == nil || password == nil {
+		t.Fatalf("create_tenant(%s): status %s, login %v", org, status, login)
+	}
+	return *login, *password
+}
+
+// eventually connects through p as user to database until it succeeds,
+// for up to 10 s, and returns the connection.
+func eventually(t testing.TB, p *proxyProc, user, password, database string) *pgx.Conn {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := pgx.Connect(ctx, p.url(user, password, database))
+		cancel()
+		if err == nil {
+			t.Cleanup(func() { conn.Close(context.Background()) })
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s through the proxy: %v", database, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRegistryAcrossProxies: an org made by create_tenant through one
+// proxy is routable through another that had just answered it 3D000 (and
+// remembers that for an hour): the catalog's notification tells it. An
+// org dropped through the second ends the first's sessions of it, with
+// 57P01.
+func TestRegistryAcrossProxies(t *testing.T) {
+	db := newTenants(t).db
+	config := registryConfig(db, "1h", "1h")
+	a, b := startProxy(t, config), startProxy(t, config)
+	const org = "reg-newco"
+	_, err := pgx.Connect(testContext(t), b.url("postgres", "", org))
+	wantFatal(t, err, "3D000", "an org not made yet")
+
+	login, password := createTenant(t, a, db, org)
+	onB := eventually(t, b, login, password, org)
+	if got := queryValue[string](t, onB, "SELECT current_user"); got != org {
+		t.Errorf("current_user through the second proxy = %s, want %s", got, org)
+	}
+
+	onA := a.connect(t, login, password, org)
+	admin := b.connect(t, "postgres", "", db)
+	var status string
+	if err := admin.QueryRow(testContext(t), "CALL migrate.drop_tenant("+authLiteral(org)+")").Scan(&status, nil, nil, nil, nil, nil, nil); err != nil {
+		t.Fatalf("drop_tenant: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := onA.Exec(testContext(t), "SELECT 1")
+		if err != nil {
+			wantFatal(t, err, "57P01", "a session of a dropped org")
+			if !strings.Contains(err.Error(), "was dropped") {
+				t.Errorf("the session's end says %q, want the tenant dropped", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first proxy's session of the dropped org is still open")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = pgx.Connect(testContext(t), a.url(login, password, org))
+	wantFatal(t, err, "3D000", "a dropped org")
+}
+
+// TestRegistryListenerKilled: with its listening connection terminated,
+// a proxy still sees an org made while it reconnects, from the reload of
+// its reconnection or its refresh.
+func TestRegistryListenerKilled(t *testing.T) {
+	db := newTenants(t).db
+	a := startProxy(t, registryConfig(db, "1h", "1h"))
+	b := startProxy(t, registryConfig(db, "2s", "1h"))
+	const org = "reg-gap"
+	_, err := pgx.Connect(testContext(t), b.url("postgres", "", org))
+	wantFatal(t, err, "3D000", "an org not made yet")
+	su := directConn(t, db)
+	if n := queryValue[int](t, su, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE application_name = 'pgmigrate-proxy registry listener'`); n != 2 {
+		t.Fatalf("%d listeners terminated, want the two proxies'", n)
+	}
+	login, password := createTenant(t, a, db, org)
+	eventually(t, b, login, password, org)
+}
+
+// TestRegistryUnknownFlood: 10,000 attempts at an org that does not exist
+// cost the catalog one query per miss TTL.
+func TestRegistryUnknownFlood(t *testing.T) {
+	db := newTenants(t).db
+	p := startProxy(t, registryConfig(db, "1h", "1h"))
+	var wg sync.WaitGroup
+	attempts := make(chan int, 10000)
+	for i := range 10000 {
+		attempts <- i
+	}
+	close(attempts)
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			for range attempts {
+				conn, err := pgx.Connect(context.Background(), p.url("postgres", "", "reg-nobody"))
+				if err == nil {
+					conn.Close(context.Background())
+					errs <- fmt.Errorf("an unknown org was served")
+					return
+				}
+				if !strings.Contains(err.Error(), "3D000") {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	m := metrics(t, p)
+	if q := m["pgmigrate_registry_catalog_queries_total"]; q != 1 {
+		t.Errorf("%v catalog queries for 10,000 attempts at one unknown org, want 1", q)
+	}
+	if u := m["pgmigrate_registry_unknown_total"]; u < 10000 {
+		t.Errorf("%v lookups answered unknown, want 10,000", u)
+	}
+}
+
+// TestRegistryFanOutOverUpstreams: create_tenant places tenants on the
+// upstream named, or the one with the fewest; org => '*' changes the
+// tenants of both upstreams, and a re-run changes nothing.
+func TestRegistryFanOutOverUpstreams(t *testing.T) {
+	dbA, dbB := newTenants(t).db, newTenants(t).db
+	p := startProxy(t, fmt.Sprintf("upstreams:\n  - name: a\n    dsn: %s\n  - name: b\n    dsn: %s\npolicy:\n  admins: [postgres]\n",
+		cluster.DSN("postgres", dbA), cluster.DSN("postgres", dbB)))
+	admin := p.connect(t, "postgres", "", dbA)
+	for _, call := range []string{
+		"CALL migrate.create_tenant('reg-one', upstream => 'b')",
+		"CALL migrate.create_tenant('reg-two')", // a has fewer
+		"CALL migrate.create_tenant('reg-three')",
+	} {
+		mustExec(t, admin, call)
+	}
+	where := map[string]string{}
+	for _, db := range []string{dbA, dbB} {
+		rows, err := directConn(t, db).Query(testContext(t), "SELECT org FROM pgmigrate.tenants")
+		if err != nil {
+			t.Fatal(err)
+		}
+		orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range orgs {
+			where[o] = db
+		}
+	}
+	if where["reg-one"] != dbB || where["reg-two"] != dbA || where["reg-three"] == "" {
+		t.Fatalf("tenants placed %v (a = %s, b = %s)", where, dbA, dbB)
+	}
+	mustExec(t, admin, "CALL migrate.create_model('invoice', '[{\"name\":\"id\",\"type\":\"Int\"}]', org => '*')")
+	rows, err := admin.Query(testContext(t), "CALL migrate.add_field('invoice', '{\"name\":\"title\",\"type\":\"String\"}', org => '*')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]string{}
+	for rows.Next() {
+		var status, org string
+		if err := rows.Scan(&status, &org, nil, nil, nil, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		statuses[org] = status
+	}
+	if rows.Err() != nil || len(statuses) != 3 || statuses["reg-one"] != "applied" || statuses["reg-two"] != "applied" {
+		t.Fatalf("add_field over both upstreams: %v (%v)", statuses, rows.Err())
+	}
+	var status string
+	if err := admin.QueryRow(testContext(t), "CALL migrate.add_field('invoice', '{\"name\":\"title\",\"type\":\"String\"}', org => 'reg-one')").
+		Scan(&status, nil, nil, nil, nil, nil, nil); err != nil || status != "unchanged" {
+		t.Fatalf("the re-run: %s (%v), want unchanged", status, err)
+	}
+	wantColumns(t, directConn(t, dbB), "reg-one", "invoice", "id integer", "title character varying(100)")
+}
+
+// TestRegistryConfigConflict: a config tenant that an upstream's catalog
+// places elsewhere stops the proxy at start, naming both.
+func TestRegistryConfigConflict(t *testing.T) {
+	tn := newTenants(t, "reg-clash")
+	p := startProxy(t, tn.config(""))
+	p.stop()
+	mustExec(t, directConn(t, tn.db), "UPDATE pgmigrate.tenants SET schema = 'elsewhere' WHERE org = 'reg-clash'")
+	config := filepath.Join(t.TempDir(), "pgmigrate.yaml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf("listen: %s\nadmin_listen: ''\n%s", freeAddr(t), tn.config(""))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, proxyBin, "--config", config).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `schema "reg-clash" by the config file but in upstream "main", database "`+tn.db+`", schema "elsewhere"`) {
+		t.Fatalf("start with a conflicting catalog: %v\n%s", err, out)
+	}
+}
