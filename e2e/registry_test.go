@@ -217,6 +217,48 @@ func TestRegistryFanOutOverUpstreams(t *testing.T) {
 		t.Fatalf("the re-run: %s (%v), want unchanged", status, err)
 	}
 	wantColumns(t, directConn(t, dbB), "reg-one", "invoice", "id integer", "title character varying(100)")
+
+	rows, err = admin.Query(testContext(t), "CALL migrate.list_tenants()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for rows.Next() {
+		var org, upstream, database, schema string
+		var models, unfinished, drift int
+		var last time.Time
+		if err := rows.Scan(&org, &upstream, &database, &schema, &models, &last, &unfinished, &drift); err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, fmt.Sprintf("%s %s %s %s %d %d %d", org, upstream, database, schema, models, unfinished, drift))
+		if time.Since(last) > time.Minute {
+			t.Errorf("%s: last change %v", org, last)
+		}
+	}
+	threeOn := map[string]string{dbA: "a", dbB: "b"}[where["reg-three"]]
+	want := []string{
+		fmt.Sprintf("reg-one b %s reg-one 1 0 0", dbB),
+		fmt.Sprintf("reg-three %s %s reg-three 1 0 0", threeOn, where["reg-three"]),
+		fmt.Sprintf("reg-two a %s reg-two 1 0 0", dbA),
+	}
+	if rows.Err() != nil || strings.Join(listed, "\n") != strings.Join(want, "\n") {
+		t.Errorf("list_tenants (%v):\n%s\nwant\n%s", rows.Err(), strings.Join(listed, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestRegistryUpstreamFlagAlone: a proxy given only --upstream serves the
+// tenants of that upstream's catalog.
+func TestRegistryUpstreamFlagAlone(t *testing.T) {
+	db := newTenants(t).db
+	dsn := cluster.DSN("postgres", db)
+	first := startProxy(t, "drain_timeout: 100ms\npolicy:\n  admins: [postgres]\n", "--upstream", dsn)
+	login, password := createTenant(t, first, db, "reg-flag")
+	first.stop()
+	second := startProxy(t, "policy:\n  admins: [postgres]\n", "--upstream", dsn)
+	conn := second.connect(t, login, password, "reg-flag")
+	if got := queryValue[string](t, conn, "SELECT current_schema()"); got != "reg-flag" {
+		t.Errorf("current_schema = %s, want reg-flag", got)
+	}
 }
 
 // TestRegistryConfigConflict: a config tenant that an upstream's catalog

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Describe returns the metadata of one model.
@@ -28,6 +29,29 @@ func (e *Engine) ListModels(ctx context.Context, org string) ([]string, error) {
 		return err
 	})
 	return models, err
+}
+
+// TenantSummary is what the catalog says of a tenant at a glance.
+type TenantSummary struct {
+	Models int
+	// LastChange is when its last change was applied; zero if none.
+	LastChange time.Time
+	// Unfinished counts its intents not yet finished or undone.
+	Unfinished int
+}
+
+// Summary reads org's TenantSummary.
+func (e *Engine) Summary(ctx context.Context, org string) (TenantSummary, error) {
+	var s TenantSummary
+	var last pgtype.Timestamptz
+	err := e.readTx(ctx, org, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT
+	(SELECT count(*) FROM pgmigrate.models WHERE org = $1),
+	(SELECT max(applied_at) FROM pgmigrate.history WHERE org = $1),
+	(SELECT count(*) FROM pgmigrate.intents WHERE org = $1)`, org).Scan(&s.Models, &last, &s.Unfinished)
+	})
+	s.LastChange = last.Time
+	return s, err
 }
 
 // HasRole reports whether user is a member of role, directly or through

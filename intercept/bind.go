@@ -52,6 +52,7 @@ var procedures = map[string]*procedure{
 	"adopt_model":   {mutating: true, admin: true, args: []param{required("model", textArg)}},
 	"create_tenant": {mutating: true, admin: true, args: []param{required("org", textArg), optional("upstream", textArg), optional("login", boolArg)}},
 	"drop_tenant":   {mutating: true, admin: true, args: []param{required("org", textArg)}},
+	"list_tenants":  {admin: true},
 }
 
 // options are the arguments every procedure takes by name only, unless it

@@ -41,6 +41,11 @@ var (
 		},
 		"verify":        {{"model", pgtype.TextOID}, {"field", pgtype.TextOID}, {"kind", pgtype.TextOID}, {"detail", pgtype.TextOID}},
 		"create_tenant": append(slices.Clip(resultColumns), column{"login", pgtype.TextOID}, column{"password", pgtype.TextOID}),
+		"list_tenants": {
+			{"org", pgtype.TextOID}, {"upstream", pgtype.TextOID}, {"database", pgtype.TextOID}, {"schema", pgtype.TextOID},
+			{"models", pgtype.Int4OID}, {"last_change", pgtype.TimestamptzOID}, {"unfinished_intents", pgtype.Int4OID},
+			{"drift", pgtype.Int4OID},
+		},
 	}
 )
 

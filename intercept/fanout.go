@@ -3,11 +3,13 @@ package intercept
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgmigrate/pgmigrate-proxy/engine"
+	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
 
 // fanOut runs a schema change for every tenant, FanoutConcurrency at a
@@ -19,12 +21,20 @@ func (h *Handler) fanOut(ctx context.Context, sess Session, call *Call) (*result
 	tenants := h.Tenants()
 	rows := make([][]*string, len(tenants))
 	var mu sync.Mutex
+	h.eachTenant(tenants, func(i int) {
+		h.fanOutOne(ctx, sess, call, tenants[i].Org, &mu, &rows[i])
+	})
+	return &resultSet{cols: resultColumns, rows: rows}, nil
+}
+
+// eachTenant calls do with the index of each of tenants, FanoutConcurrency
+// at a time on each upstream: a queue per upstream, worked by workers of
+// its own, so that one slow upstream does not hold up the others.
+func (h *Handler) eachTenant(tenants []policy.Tenant, do func(i int)) {
 	workers := h.FanoutConcurrency
 	if workers == 0 {
 		workers = 8
 	}
-	// A queue per upstream, each worked by its own workers, so that one
-	// slow upstream does not hold up the others.
 	queues := map[string]chan int{}
 	for i, t := range tenants {
 		if queues[t.Upstream] == nil {
@@ -38,13 +48,53 @@ func (h *Handler) fanOut(ctx context.Context, sess Session, call *Call) (*result
 		for range workers {
 			wg.Go(func() {
 				for i := range q {
-					h.fanOutOne(ctx, sess, call, tenants[i].Org, &mu, &rows[i])
+					do(i)
 				}
 			})
 		}
 	}
 	wg.Wait()
-	return &resultSet{cols: resultColumns, rows: rows}, nil
+}
+
+// listTenants answers list_tenants: a row per tenant, from its catalog.
+// A tenant whose catalog cannot be read has NULLs where the figures go.
+func (h *Handler) listTenants(ctx context.Context) *resultSet {
+	tenants := h.Tenants()
+	rs := &resultSet{cols: columnsOf("list_tenants"), rows: make([][]*string, len(tenants))}
+	h.eachTenant(tenants, func(i int) {
+		t := tenants[i]
+		row := &resultSet{}
+		var s engine.TenantSummary
+		var drifts []engine.Drift
+		route, err := h.Route(ctx, t.Org)
+		var eng *engine.Engine
+		if err == nil {
+			eng, err = h.Engine(route)
+		}
+		if err == nil {
+			s, err = eng.Summary(ctx, t.Org)
+		}
+		if err == nil {
+			drifts, err = eng.Verify(ctx, t.Org)
+		}
+		if err != nil {
+			row.add(t.Org, t.Upstream, t.Database, t.Schema, nil, nil, nil, nil)
+		} else {
+			drift := 0
+			for _, d := range drifts {
+				if d.Kind != engine.UnfinishedIntent {
+					drift++
+				}
+			}
+			var last any
+			if !s.LastChange.IsZero() {
+				last = s.LastChange.UTC().Format(timestampText)
+			}
+			row.add(t.Org, t.Upstream, t.Database, t.Schema, strconv.Itoa(s.Models), last, strconv.Itoa(s.Unfinished), strconv.Itoa(drift))
+		}
+		rs.rows[i] = row.rows[0]
+	})
+	return rs
 }
 
 // fanOutOne runs call for one tenant of a fan-out, stores its row and

@@ -315,8 +315,11 @@ func (h *Handler) run(ctx context.Context, sess Session, call *Call) (*resultSet
 	if err != nil {
 		return nil, err
 	}
-	if target.Org == allTenants {
+	switch {
+	case target.Org == allTenants:
 		return h.fanOut(ctx, sess, call)
+	case call.Proc == "list_tenants":
+		return h.listTenants(ctx), nil
 	}
 	eng, err := h.Engine(target)
 	if err != nil {
@@ -387,7 +390,7 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 		default:
 			target = route
 		}
-	case call.Proc != "verify":
+	case call.Proc != "verify" && call.Proc != "list_tenants":
 		return policy.Route{}, &Error{Code: codeSyntaxError, Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
 	}
 	if !call.Mutating() || call.DryRun {
