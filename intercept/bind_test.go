@@ -144,7 +144,7 @@ func TestBindChecksCommand(t *testing.T) {
 
 func TestProcedures(t *testing.T) {
 	want := []string{"add_field", "adopt_model", "alter_field", "create_model", "create_tenant", "describe", "drop_field",
-		"drop_model", "drop_tenant", "history", "list_models", "rename_field", "verify"}
+		"drop_model", "drop_tenant", "history", "list_models", "list_tenants", "rename_field", "verify"}
 	if got := Procedures(); !slices.Equal(got, want) {
 		t.Errorf("Procedures() = %v, want %v", got, want)
 	}

@@ -158,7 +158,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseHints(t *testing.T) {
 	_, err := Parse("CALL migrate.nope()")
-	if want := "The migrate procedures are add_field, adopt_model, alter_field, create_model, create_tenant, describe, drop_field, drop_model, drop_tenant, history, list_models, rename_field, verify."; hint(err) != want {
+	if want := "The migrate procedures are add_field, adopt_model, alter_field, create_model, create_tenant, describe, drop_field, drop_model, drop_tenant, history, list_models, list_tenants, rename_field, verify."; hint(err) != want {
 		t.Errorf("hint %q, want %q", hint(err), want)
 	}
 	_, err = Parse("CALL migrate.create_model()")

@@ -44,8 +44,9 @@ Config file keys (YAML; see docs/configuration.md for each one):
   tenants[].org, tenants[].upstream, tenants[].database, tenants[].schema,
   policy.admins, policy.migrators, policy.allow_drop, policy.raw_ddl,
   engine.lock_timeout, engine.statement_timeout, engine.command_timeout,
-  engine.acquire_timeout,
-  engine.retry.max_attempts, engine.retry.delay, engine.retry.max_delay
+  engine.acquire_timeout, engine.fanout_concurrency,
+  engine.retry.max_attempts, engine.retry.delay, engine.retry.max_delay,
+  registry.refresh, registry.miss_ttl
 ${VAR} in the file is replaced by the environment variable VAR. Upstream
 DSNs also honour the usual PG* environment variables (PGPASSWORD, ...).
 
