@@ -279,3 +279,29 @@ func TestRegistryConfigConflict(t *testing.T) {
 		t.Fatalf("start with a conflicting catalog: %v\n%s", err, out)
 	}
 }
+
+// TestRegistryConfigAndCatalog: a proxy routes the config file's tenants
+// and its upstream catalog's together, and org => '*' covers both.
+func TestRegistryConfigAndCatalog(t *testing.T) {
+	tn := newTenants(t, "reg-filed")
+	p := startProxy(t, tn.config(""))
+	login, password := createTenant(t, p, tn.db, "reg-made")
+	p.connect(t, login, password, "reg-made")
+	p.connect(t, scramUser, userPassword, "reg-filed")
+	admin := p.connect(t, "postgres", "", tn.db)
+	rows, err := admin.Query(testContext(t), `CALL migrate.create_model('invoice', '[{"name":"id","type":"Int"}]', org => '*')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var status, org string
+		if err := rows.Scan(&status, &org, nil, nil, nil, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, org+" "+status)
+	}
+	if rows.Err() != nil || strings.Join(got, ", ") != "reg-filed applied, reg-made applied" {
+		t.Fatalf("org => '*': %q (%v), want the config's tenant, then the catalog's", got, rows.Err())
+	}
+}
