@@ -173,6 +173,7 @@ func TestAuthorityMigrateAcrossOrgs(t *testing.T) {
 		"CALL migrate.adopt_model('secret'" + other + ")",
 		"CALL migrate.drop_tenant(" + authLiteral(authGlobex) + ")",
 		"CALL migrate.create_tenant('authz-evil')",
+		"CALL migrate.list_tenants()",
 		"CALL migrate.add_field('invoice', '{\"name\":\"x\",\"type\":\"Int\"}', org => '*')",
 	}
 	// The shared role is a member of globex's role too: the session, not

@@ -104,11 +104,13 @@ func TestRegistryAcrossProxies(t *testing.T) {
 
 // TestRegistryListenerKilled: with its listening connection terminated,
 // a proxy still sees an org made while it reconnects, from the reload of
-// its reconnection or its refresh.
+// its reconnection: its refresh is an hour away, it reconnects a second
+// after losing the connection, and create_tenant's notification goes out
+// long before that, while nobody listens.
 func TestRegistryListenerKilled(t *testing.T) {
 	db := newTenants(t).db
-	a := startProxy(t, registryConfig(db, "1h", "1h"))
-	b := startProxy(t, registryConfig(db, "2s", "1h"))
+	config := registryConfig(db, "1h", "1h")
+	a, b := startProxy(t, config), startProxy(t, config)
 	const org = "reg-gap"
 	_, err := pgx.Connect(testContext(t), b.url("postgres", "", org))
 	wantFatal(t, err, "3D000", "an org not made yet")
@@ -119,6 +121,38 @@ WHERE application_name = 'pgmigrate-proxy registry listener'`); n != 2 {
 	}
 	login, password := createTenant(t, a, db, org)
 	eventually(t, b, login, password, org)
+}
+
+// TestRegistryNotificationFlood: any session may notify on the catalog's
+// channel. A tenant's flood of notifications neither holds up a real one
+// nor keeps the whole reload from running every registry.refresh.
+func TestRegistryNotificationFlood(t *testing.T) {
+	db := newTenants(t).db
+	a := startProxy(t, registryConfig(db, "1h", "1h"))
+	b := startProxy(t, registryConfig(db, "2s", "1h"))
+	login, password := createTenant(t, a, db, "reg-flooder")
+	hostile := eventually(t, b, login, password, "reg-flooder")
+	mustExec(t, hostile, "SELECT pg_notify('pgmigrate', 'reg-fake-' || g) FROM generate_series(1, 20000) g")
+	madeLogin, madePassword := createTenant(t, a, db, "reg-heard")
+	eventually(t, b, madeLogin, madePassword, "reg-heard")
+
+	// A registration whose notification is lost (known unknown for an
+	// hour) is found by the reload, though notifications keep coming more
+	// often than the refresh.
+	_, err := pgx.Connect(testContext(t), b.url("postgres", "", "reg-quiet"))
+	wantFatal(t, err, "3D000", "a registration not made yet")
+	mustExec(t, directConn(t, db), "INSERT INTO pgmigrate.tenants (org, schema) VALUES ('reg-quiet', 'reg-quiet')")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mustExec(t, hostile, "NOTIFY pgmigrate, 'reg-fake'")
+		if metrics(t, b)[`pgmigrate_registry_tenants{upstream="main"}`] == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reload did not run under a stream of notifications")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestRegistryUnknownFlood: 10,000 attempts at an org that does not exist
@@ -194,6 +228,17 @@ func TestRegistryFanOutOverUpstreams(t *testing.T) {
 	}
 	if where["reg-one"] != dbB || where["reg-two"] != dbA || where["reg-three"] == "" {
 		t.Fatalf("tenants placed %v (a = %s, b = %s)", where, dbA, dbB)
+	}
+	for sql, code := range map[string]string{
+		"CALL migrate.create_tenant('reg-one', upstream => 'a')":     "42710", // it is on b
+		"CALL migrate.create_tenant('reg-four', upstream => 'nope')": "42704",
+		"CALL migrate.create_tenant(" + authLiteral(dbB) + ")":       "42P04", // b's database, where admins connect
+	} {
+		wantProxyError(t, execErr(t, admin, sql), code, sql)
+	}
+	var again string
+	if err := admin.QueryRow(testContext(t), "CALL migrate.create_tenant('reg-one')").Scan(&again, nil, nil, nil, nil, nil, nil, nil, nil); err != nil || again != "unchanged" {
+		t.Fatalf("create_tenant of a tenant of b, upstream unnamed: %s (%v), want unchanged", again, err)
 	}
 	mustExec(t, admin, "CALL migrate.create_model('invoice', '[{\"name\":\"id\",\"type\":\"Int\"}]', org => '*')")
 	rows, err := admin.Query(testContext(t), "CALL migrate.add_field('invoice', '{\"name\":\"title\",\"type\":\"String\"}', org => '*')")

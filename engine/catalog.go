@@ -150,6 +150,35 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// TenantsChannel is the channel on which the engine notifies, at the
+// commit of create_tenant and drop_tenant, the org made or dropped (the
+// payload): a proxy's registry then reads its registration again.
+const TenantsChannel = "pgmigrate"
+
+// Registered returns the schemas of those of orgs (all when orgs is nil)
+// that the catalog q reads registers, by org; a database with no catalog
+// registers none.
+func Registered(ctx context.Context, q querier, orgs []string) (map[string]string, error) {
+	sql, args := "SELECT org, schema FROM pgmigrate.tenants", []any{}
+	if orgs != nil {
+		sql, args = sql+" WHERE org = ANY($1)", []any{orgs}
+	}
+	rows, err := q.Query(ctx, sql, args...)
+	if code := sqlState(err); code == "42P01" || code == "3F000" {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var org, schema string
+	_, err = pgx.ForEachRow(rows, []any{&org, &schema}, func() error {
+		out[org] = schema
+		return nil
+	})
+	return out, err
+}
+
 // tenantSchema returns the org's schema: its registration in
 // pgmigrate.tenants, else unregistered.
 func tenantSchema(ctx context.Context, q querier, org, unregistered string) (schema string, registered bool, err error) {

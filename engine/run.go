@@ -423,7 +423,7 @@ func (e *Engine) record(ctx context.Context, tx pgx.Tx, in *intent, p *Plan, s *
 	}
 	if p.AddTenant || p.DropTenant {
 		// Every proxy's registry hears of it at commit.
-		if _, err := tx.Exec(ctx, "SELECT pg_notify('pgmigrate', 'tenant ' || $1)", org); err != nil {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", TenantsChannel, org); err != nil {
 			return err
 		}
 	}

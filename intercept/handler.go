@@ -39,6 +39,9 @@ type Handler struct {
 	Tenants func() []policy.Tenant
 	// Upstreams lists the upstreams, where create_tenant places tenants.
 	Upstreams func() []*policy.Target
+	// Made, when set, hears of each org create_tenant made or found
+	// made, which placement had looked for and may have found nowhere.
+	Made func(org string)
 	// CommandTimeout is the deadline of one command; 0 means none.
 	CommandTimeout time.Duration
 	// FanoutConcurrency is how many tenants of one upstream org => '*'
@@ -328,7 +331,11 @@ func (h *Handler) run(ctx context.Context, sess Session, call *Call) (*resultSet
 	if call.Proc == "verify" && target.Org == "" {
 		return posture(ctx, eng, h.Rules())
 	}
-	return execute(ctx, eng, target, call, h.Rules())
+	rs, err := execute(ctx, eng, target, call, h.Rules())
+	if err == nil && call.Proc == "create_tenant" && !call.DryRun && h.Made != nil {
+		h.Made(target.Org)
+	}
+	return rs, err
 }
 
 // authorize applies the policy and returns the route of the tenant the
@@ -348,19 +355,15 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 			DetailText: fmt.Sprintf("migrate.%s runs only in an admin session on the upstream's database.", call.Proc)}
 	}
 	target := sess.Route
+	var err error
 	switch {
 	case call.Proc == "create_tenant":
-		up, err := h.placement(call.Args["upstream"])
-		if err != nil {
+		if target, err = h.placement(ctx, call.Args["org"], call.Args["upstream"]); err != nil {
 			return policy.Route{}, err
 		}
-		target = policy.Route{Org: call.Args["org"], Upstream: up, Database: up.Database, Schema: call.Args["org"]}
 	case call.Proc == "drop_tenant":
-		// The tenant is dropped where it is, else looked for in the
-		// session's database.
-		target.Org = call.Args["org"]
-		if route, err := h.Route(ctx, call.Args["org"]); err == nil {
-			target = route
+		if target, err = h.tenantOr(ctx, sess.Route, call.Args["org"]); err != nil {
+			return policy.Route{}, err
 		}
 	case sess.Route.Org != "":
 		if call.Org != "" && call.Org != sess.Route.Org {
@@ -378,17 +381,8 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 		}
 		target.Org = allTenants
 	case call.Org != "":
-		// A tenant the router does not know (one made by create_tenant
-		// and not in the config) is looked for in the session's database.
-		route, err := h.Route(ctx, call.Org)
-		var unknown *policy.UnknownDatabaseError
-		switch {
-		case errors.As(err, &unknown):
-			target.Org = call.Org
-		case err != nil:
+		if target, err = h.tenantOr(ctx, sess.Route, call.Org); err != nil {
 			return policy.Route{}, err
-		default:
-			target = route
 		}
 	case call.Proc != "verify" && call.Proc != "list_tenants":
 		return policy.Route{}, &Error{Code: codeSyntaxError, Msg: fmt.Sprintf("migrate.%s needs org => '...' in an admin session", call.Proc)}
@@ -396,7 +390,8 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 	if !call.Mutating() || call.DryRun {
 		return target, nil
 	}
-	eng, err := h.Engine(sess.Route)
+	// Who may migrate is asked of the cluster the change is made on.
+	eng, err := h.Engine(target)
 	if err != nil {
 		return policy.Route{}, err
 	}
@@ -414,29 +409,65 @@ func (h *Handler) authorize(ctx context.Context, sess Session, call *Call) (poli
 	return target, nil
 }
 
-// placement is the upstream create_tenant makes a tenant on: the one
-// named, else the one with the fewest tenants (the first of those).
-func (h *Handler) placement(name string) (*policy.Target, error) {
+// tenantOr returns org's route, or for an org no registry knows (one
+// whose registration is lost, say) the route of the admin session's
+// database for it.
+func (h *Handler) tenantOr(ctx context.Context, admin policy.Route, org string) (policy.Route, error) {
+	route, err := h.Route(ctx, org)
+	var unknown *policy.UnknownDatabaseError
+	if errors.As(err, &unknown) {
+		admin.Org = org
+		return admin, nil
+	}
+	return route, err
+}
+
+// placement is where create_tenant makes org: where it is registered
+// already (42710 if upstream names another), else on the upstream named,
+// else on the one with the fewest tenants (the first of those). An org
+// named like an upstream's database, where admin sessions connect, would
+// take those sessions: 42P04.
+func (h *Handler) placement(ctx context.Context, org, upstream string) (policy.Route, error) {
 	ups := h.Upstreams()
-	if name != "" {
+	for _, up := range ups {
+		if up.Database == org {
+			return policy.Route{}, &Error{Code: "42P04", Msg: fmt.Sprintf("org %q is the name of the database of upstream %q", org, up.Name),
+				DetailText: "Admin sessions connect to that database by its name; a tenant of that name would take them."}
+		}
+	}
+	existing, err := h.Route(ctx, org)
+	var unknown *policy.UnknownDatabaseError
+	switch {
+	case err == nil && upstream != "" && existing.Upstream.Name != upstream:
+		return policy.Route{}, &Error{Code: "42710", Msg: fmt.Sprintf("tenant %q already exists on upstream %q", org, existing.Upstream.Name)}
+	case err == nil:
+		return existing, nil
+	case !errors.As(err, &unknown):
+		return policy.Route{}, err
+	}
+	var chosen *policy.Target
+	if upstream != "" {
 		for _, up := range ups {
-			if up.Name == name {
-				return up, nil
+			if up.Name == upstream {
+				chosen = up
 			}
 		}
-		return nil, &Error{Code: "42704", Msg: fmt.Sprintf("upstream %q does not exist", name)}
-	}
-	count := map[string]int{}
-	for _, t := range h.Tenants() {
-		count[t.Upstream]++
-	}
-	best := ups[0]
-	for _, up := range ups[1:] {
-		if count[up.Name] < count[best.Name] {
-			best = up
+		if chosen == nil {
+			return policy.Route{}, &Error{Code: "42704", Msg: fmt.Sprintf("upstream %q does not exist", upstream)}
+		}
+	} else {
+		count := map[string]int{}
+		for _, t := range h.Tenants() {
+			count[t.Upstream]++
+		}
+		chosen = ups[0]
+		for _, up := range ups[1:] {
+			if count[up.Name] < count[chosen.Name] {
+				chosen = up
+			}
 		}
 	}
-	return best, nil
+	return policy.Route{Org: org, Upstream: chosen, Database: chosen.Database, Schema: org}, nil
 }
 
 // member checks that the user of a tenant session is (still) a member of

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"maps"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +18,7 @@ var (
 	queriesDesc = prometheus.NewDesc("pgmigrate_registry_catalog_queries_total",
 		"Queries of a catalog for an org the registry did not hold.", nil, nil)
 	ageDesc = prometheus.NewDesc("pgmigrate_registry_refresh_age_seconds",
-		"Seconds since each upstream's catalog was last read, whole or for an org notified.", []string{"upstream"}, nil)
+		"Seconds since each upstream's catalog was last read whole.", []string{"upstream"}, nil)
 )
 
 // Describe implements prometheus.Collector.
@@ -31,14 +32,15 @@ func (r *Registry) Describe(ch chan<- *prometheus.Desc) {
 func (r *Registry) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{}
 	r.mu.RLock()
-	for _, t := range r.byOrg {
-		counts[t.Upstream]++
+	for _, e := range r.byOrg {
+		counts[e.Upstream]++
 	}
+	refreshed := maps.Clone(r.refreshed)
 	r.mu.RUnlock()
 	for _, up := range r.cfg.Upstreams {
 		ch <- prometheus.MustNewConstMetric(tenantsDesc, prometheus.GaugeValue, float64(counts[up.Name]), up.Name)
-		if at, ok := r.refreshed.Load(up.Name); ok {
-			ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, time.Since(at.(time.Time)).Seconds(), up.Name)
+		if at, ok := refreshed[up.Name]; ok {
+			ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, time.Since(at).Seconds(), up.Name)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(lookupsDesc, prometheus.CounterValue, float64(r.lookups.Load()))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -12,15 +13,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgmigrate/pgmigrate-proxy/engine"
 	"github.com/pgmigrate/pgmigrate-proxy/policy"
 )
-
-// Channel is the channel the engine notifies of the tenants it makes and
-// drops, with the payload "tenant ORG".
-const Channel = "pgmigrate"
 
 // Config is what a Registry needs.
 type Config struct {
@@ -41,25 +38,52 @@ type Config struct {
 // are forgotten first.
 const maxMisses = 10000
 
+// catalogTimeout bounds a listener's connection, each read of a catalog,
+// and the opening of the lookup connections at start: an upstream that
+// does not answer delays the start by no more, and cannot hold a listener.
+const catalogTimeout = 10 * time.Second
+
+// maxBatch is the most notified orgs a listener reads again in one query.
+const maxBatch = 256
+
 // Registry is the fleet's tenants: the union of the upstreams' catalogs.
 // It is safe for concurrent use.
 type Registry struct {
 	cfg   Config
-	pools map[string]*pgxpool.Pool // by upstream name, for lookups
+	pools map[string]*pgxpool.Pool // by upstream name: lookups and listeners
 
-	mu     sync.RWMutex
-	byOrg  map[string]policy.Tenant
-	misses map[string]time.Time // orgs found nowhere, until when
-	asking map[string]chan struct{}
+	mu    sync.RWMutex
+	byOrg map[string]entry
+	// gen counts the changes to byOrg: a load drops only the entries it
+	// could have seen.
+	gen uint64
+	// misses are the orgs found nowhere, until when; missRing holds them
+	// in the order they were missed, missNext the oldest.
+	misses   map[string]time.Time
+	missRing []string
+	missNext int
+	// asking are the orgs being looked for in the catalogs; a listener
+	// that reads one of them meanwhile makes its answer stale.
+	asking    map[string]*question
+	refreshed map[string]time.Time // by upstream: its last load
 
 	lookups, unknown, catalogQueries atomic.Int64
-	refreshed                        sync.Map // upstream name → time.Time of its last load or notification
+}
+
+type entry struct {
+	policy.Tenant
+	gen uint64 // r.gen when it was stored
+}
+
+type question struct {
+	done  chan struct{}
+	stale bool
 }
 
 // New returns a Registry for cfg; Start loads it.
 func New(cfg Config) (*Registry, error) {
-	r := &Registry{cfg: cfg, pools: map[string]*pgxpool.Pool{}, byOrg: map[string]policy.Tenant{},
-		misses: map[string]time.Time{}, asking: map[string]chan struct{}{}}
+	r := &Registry{cfg: cfg, pools: map[string]*pgxpool.Pool{}, byOrg: map[string]entry{},
+		misses: map[string]time.Time{}, asking: map[string]*question{}, refreshed: map[string]time.Time{}}
 	for _, up := range cfg.Upstreams {
 		pc, err := pgxpool.ParseConfig(up.DSN)
 		if err != nil {
@@ -68,6 +92,7 @@ func New(cfg Config) (*Registry, error) {
 		}
 		pc.MaxConns = 2
 		pc.ConnConfig.RuntimeParams["application_name"] = "pgmigrate-proxy registry"
+		engine.ConfigurePool(pc)
 		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 		if err != nil {
 			r.Close()
@@ -78,26 +103,26 @@ func New(cfg Config) (*Registry, error) {
 	return r, nil
 }
 
-// Start loads every catalog that can be reached now (an upstream down is
-// logged, and its listener keeps trying) and opens a lookup connection to
-// each, then listens to each upstream until ctx ends.
+// Start loads every catalog that can be reached within catalogTimeout (an
+// upstream down is logged, and its listener keeps trying) and opens a
+// lookup connection to each, so that a miss costs a query, not a
+// connection; then it listens to each upstream until ctx ends.
 func (r *Registry) Start(ctx context.Context) {
-	var loads []chan struct{}
+	var wg sync.WaitGroup
 	for _, up := range r.cfg.Upstreams {
 		loaded := make(chan struct{})
-		loads = append(loads, loaded)
 		go r.listen(ctx, up, sync.OnceFunc(func() { close(loaded) }))
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+			defer cancel()
+			r.pools[up.Name].Ping(pctx)
+			<-loaded
+		})
 	}
-	for _, l := range loads {
-		<-l
-	}
-	// A lookup that misses then costs a query, not a new connection.
-	for _, p := range r.pools {
-		p.Ping(ctx)
-	}
+	wg.Wait()
 }
 
-// Close releases the lookup connections.
+// Close releases the catalogs' connections.
 func (r *Registry) Close() {
 	for _, p := range r.pools {
 		p.Close()
@@ -110,63 +135,81 @@ func (r *Registry) Lookup(ctx context.Context, org string) (policy.Tenant, error
 	r.lookups.Add(1)
 	for {
 		r.mu.RLock()
-		t, ok := r.byOrg[org]
+		e, ok := r.byOrg[org]
+		until, missed := r.misses[org]
 		r.mu.RUnlock()
-		if ok {
-			return t, nil
-		}
-		r.mu.Lock()
-		if until, missed := r.misses[org]; missed && time.Now().Before(until) {
-			r.mu.Unlock()
+		switch {
+		case ok:
+			return e.Tenant, nil
+		case missed && time.Now().Before(until):
 			r.unknown.Add(1)
 			return policy.Tenant{}, policy.ErrUnknownTenant
 		}
-		if wait, busy := r.asking[org]; busy {
+		r.mu.Lock()
+		if q, busy := r.asking[org]; busy {
 			// Another session asks the catalogs: its answer is this one's.
 			r.mu.Unlock()
 			select {
-			case <-wait:
+			case <-q.done:
 				continue
 			case <-ctx.Done():
 				return policy.Tenant{}, ctx.Err()
 			}
 		}
-		done := make(chan struct{})
-		r.asking[org] = done
+		q := &question{done: make(chan struct{})}
+		r.asking[org] = q
 		r.mu.Unlock()
 		t, err := r.ask(ctx, org)
 		r.mu.Lock()
 		delete(r.asking, org)
 		switch {
+		case q.stale:
+			// A listener read org meanwhile: memory is the answer.
 		case err == nil:
-			r.byOrg[org] = t
+			r.store(t)
 		case errors.Is(err, policy.ErrUnknownTenant):
 			r.missed(org)
-			r.unknown.Add(1)
 		}
 		r.mu.Unlock()
-		close(done)
+		close(q.done)
+		if q.stale {
+			continue
+		}
+		if errors.Is(err, policy.ErrUnknownTenant) {
+			r.unknown.Add(1)
+		}
 		return t, err
 	}
 }
 
-// missed remembers org as unknown for MissTTL; r.mu is held.
+// Forget forgets that org was found nowhere: create_tenant has just made
+// it, before its notification is in.
+func (r *Registry) Forget(org string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.misses, org)
+}
+
+// store puts t in memory; r.mu is held.
+func (r *Registry) store(t policy.Tenant) {
+	r.gen++
+	r.byOrg[t.Org] = entry{t, r.gen}
+	delete(r.misses, t.Org)
+}
+
+// missed remembers org as unknown for MissTTL, forgetting the oldest
+// remembered past maxMisses; r.mu is held.
 func (r *Registry) missed(org string) {
-	now := time.Now()
-	if len(r.misses) >= maxMisses {
-		for o, until := range r.misses {
-			if now.After(until) {
-				delete(r.misses, o)
-			}
-		}
-		for o := range r.misses {
-			if len(r.misses) < maxMisses {
-				break
-			}
-			delete(r.misses, o)
+	if _, ok := r.misses[org]; !ok {
+		if len(r.missRing) < maxMisses {
+			r.missRing = append(r.missRing, org)
+		} else {
+			delete(r.misses, r.missRing[r.missNext])
+			r.missRing[r.missNext] = org
+			r.missNext = (r.missNext + 1) % maxMisses
 		}
 	}
-	r.misses[org] = now.Add(r.cfg.MissTTL)
+	r.misses[org] = time.Now().Add(r.cfg.MissTTL)
 }
 
 // ask looks for org in every catalog.
@@ -174,20 +217,23 @@ func (r *Registry) ask(ctx context.Context, org string) (policy.Tenant, error) {
 	var errs []error
 	for _, up := range r.cfg.Upstreams {
 		r.catalogQueries.Add(1)
-		var schema string
-		err := r.pools[up.Name].QueryRow(ctx, "SELECT schema FROM pgmigrate.tenants WHERE org = $1", org).Scan(&schema)
-		switch {
-		case err == nil:
-			return policy.Tenant{Org: org, Upstream: up.Name, Database: up.Database, Schema: schema}, nil
-		case errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err):
-		default:
+		found, err := engine.Registered(ctx, r.pools[up.Name], []string{org})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("upstream %q: %w", up.Name, err))
+			continue
+		}
+		if schema, ok := found[org]; ok {
+			return tenant(up, org, schema), nil
 		}
 	}
 	if len(errs) > 0 {
 		return policy.Tenant{}, &UnreachableError{Org: org, Err: errors.Join(errs...)}
 	}
 	return policy.Tenant{}, policy.ErrUnknownTenant
+}
+
+func tenant(up *policy.Target, org, schema string) policy.Tenant {
+	return policy.Tenant{Org: org, Upstream: up.Name, Database: up.Database, Schema: schema}
 }
 
 // UnreachableError is a lookup that could not ask every catalog.
@@ -205,36 +251,31 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 // SQLState implements the proxy's error classification.
 func (e *UnreachableError) SQLState() string { return "08006" }
 
-// isUndefinedTable reports a database with no catalog yet.
-func isUndefinedTable(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
-}
-
 // Catalogued returns org's tenant if a catalog loaded lists it, without
 // asking the catalogs.
 func (r *Registry) Catalogued(org string) (policy.Tenant, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	t, ok := r.byOrg[org]
-	return t, ok
+	e, ok := r.byOrg[org]
+	return e.Tenant, ok
 }
 
 // Tenants lists the tenants of every catalog, by org.
 func (r *Registry) Tenants() []policy.Tenant {
 	r.mu.RLock()
 	out := make([]policy.Tenant, 0, len(r.byOrg))
-	for _, t := range r.byOrg {
-		out = append(out, t)
+	for _, e := range r.byOrg {
+		out = append(out, e.Tenant)
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b policy.Tenant) int { return strings.Compare(a.Org, b.Org) })
 	return out
 }
 
-// listen keeps a connection to up listening on Channel, loading up's
-// catalog whole on every (re)connection and every Refresh, and reading
-// again each org notified; loaded is called after the first attempt.
+// listen keeps a connection to up listening on engine.TenantsChannel,
+// loading up's catalog whole on every (re)connection and every Refresh,
+// and reading again the orgs notified; loaded is called after the first
+// attempt.
 func (r *Registry) listen(ctx context.Context, up *policy.Target, loaded func()) {
 	delay := time.Second
 	for ctx.Err() == nil {
@@ -255,27 +296,27 @@ func (r *Registry) listen(ctx context.Context, up *policy.Target, loaded func())
 	}
 }
 
-// session is one listening connection to up; it returns why it ended.
+// session is one listening connection to up, taken from its pool (so
+// configured as the engine's are); it returns why it ended.
 func (r *Registry) session(ctx context.Context, up *policy.Target, ready func()) error {
-	cc, err := pgx.ParseConfig(up.DSN)
+	cctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	pc, err := r.pools[up.Name].Acquire(cctx)
 	if err != nil {
 		return err
 	}
-	cc.RuntimeParams["application_name"] = "pgmigrate-proxy registry listener"
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return err
-	}
+	conn := pc.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	if _, err := conn.Exec(cctx, "SET application_name = 'pgmigrate-proxy registry listener'; LISTEN "+engine.TenantsChannel); err != nil {
 		return err
 	}
 	if err := r.load(ctx, conn, up); err != nil {
 		return err
 	}
 	ready()
+	next := time.Now().Add(r.cfg.Refresh)
 	for {
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.Refresh)
+		wctx, cancel := context.WithDeadline(ctx, next)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
@@ -285,78 +326,111 @@ func (r *Registry) session(ctx context.Context, up *policy.Target, ready func())
 			if err := r.load(ctx, conn, up); err != nil {
 				return err
 			}
+			next = time.Now().Add(r.cfg.Refresh)
 		case err != nil:
 			return err
 		default:
-			if org, ok := strings.CutPrefix(n.Payload, "tenant "); ok {
-				if err := r.reread(ctx, conn, up, org); err != nil {
-					return err
-				}
+			orgs, err := r.notified(ctx, conn, n.Payload)
+			if err != nil {
+				return err
+			}
+			if err := r.reread(ctx, conn, up, orgs); err != nil {
+				return err
 			}
 		}
 	}
 }
 
+// notified returns the valid org names of payload and of the
+// notifications already arrived after it, up to maxBatch of them, without
+// repeats: a flood of notifications (any session may send them) costs a
+// query per batch.
+func (r *Registry) notified(ctx context.Context, conn *pgx.Conn, payload string) ([]string, error) {
+	orgs := map[string]bool{}
+	for len(orgs) < maxBatch {
+		if policy.ValidOrg(payload) {
+			orgs[payload] = true
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		payload = n.Payload
+	}
+	return slices.Collect(maps.Keys(orgs)), nil
+}
+
 // load replaces up's tenants with its catalog's.
 func (r *Registry) load(ctx context.Context, conn *pgx.Conn, up *policy.Target) error {
-	rows, err := conn.Query(ctx, "SELECT org, schema FROM pgmigrate.tenants")
-	if err != nil && !isUndefinedTable(err) {
+	r.mu.RLock()
+	seen := r.gen
+	r.mu.RUnlock()
+	qctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	found, err := engine.Registered(qctx, conn, nil)
+	if err != nil {
 		return err
-	}
-	found := map[string]policy.Tenant{}
-	if err == nil {
-		var org, schema string
-		if _, err := pgx.ForEachRow(rows, []any{&org, &schema}, func() error {
-			found[org] = policy.Tenant{Org: org, Upstream: up.Name, Database: up.Database, Schema: schema}
-			return nil
-		}); err != nil && !isUndefinedTable(err) {
-			return err
-		}
 	}
 	var dropped []string
 	r.mu.Lock()
-	for org, t := range r.byOrg {
-		if _, ok := found[org]; !ok && t.Upstream == up.Name {
+	for org, e := range r.byOrg {
+		// An entry stored after the catalog was read may be newer.
+		if _, ok := found[org]; !ok && e.Upstream == up.Name && e.gen <= seen {
 			delete(r.byOrg, org)
 			dropped = append(dropped, org)
 		}
 	}
-	for org, t := range found {
-		r.byOrg[org] = t
-		delete(r.misses, org)
+	for org, schema := range found {
+		r.store(tenant(up, org, schema))
 	}
+	r.staleQuestions()
+	r.refreshed[up.Name] = time.Now()
 	r.mu.Unlock()
-	r.refreshed.Store(up.Name, time.Now())
-	r.drop(dropped...)
+	r.drop(dropped)
 	return nil
 }
 
-// reread reads one org's row of up's catalog again.
-func (r *Registry) reread(ctx context.Context, conn *pgx.Conn, up *policy.Target, org string) error {
-	var schema string
-	err := conn.QueryRow(ctx, "SELECT schema FROM pgmigrate.tenants WHERE org = $1", org).Scan(&schema)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+// reread reads orgs' rows of up's catalog again.
+func (r *Registry) reread(ctx context.Context, conn *pgx.Conn, up *policy.Target, orgs []string) error {
+	if len(orgs) == 0 {
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, catalogTimeout)
+	defer cancel()
+	found, err := engine.Registered(qctx, conn, orgs)
+	if err != nil {
 		return err
 	}
+	var dropped []string
 	r.mu.Lock()
-	old, had := r.byOrg[org]
-	gone := err != nil && had && old.Upstream == up.Name
-	if gone {
-		delete(r.byOrg, org)
+	for _, org := range orgs {
+		if schema, ok := found[org]; ok {
+			r.store(tenant(up, org, schema))
+		} else if e, had := r.byOrg[org]; had && e.Upstream == up.Name {
+			delete(r.byOrg, org)
+			dropped = append(dropped, org)
+		}
 	}
-	if err == nil {
-		r.byOrg[org] = policy.Tenant{Org: org, Upstream: up.Name, Database: up.Database, Schema: schema}
-		delete(r.misses, org)
-	}
+	r.staleQuestions()
 	r.mu.Unlock()
-	r.refreshed.Store(up.Name, time.Now())
-	if gone {
-		r.drop(org)
-	}
+	r.drop(dropped)
 	return nil
 }
 
-func (r *Registry) drop(orgs ...string) {
+// staleQuestions marks the catalogs' answers in flight stale: memory is
+// newer; r.mu is held.
+func (r *Registry) staleQuestions() {
+	for _, q := range r.asking {
+		q.stale = true
+	}
+}
+
+func (r *Registry) drop(orgs []string) {
 	if r.cfg.Dropped == nil {
 		return
 	}

@@ -26,7 +26,7 @@ func BenchmarkLookup(b *testing.B) {
 			orgs := make([]string, n)
 			for i := range orgs {
 				orgs[i] = fmt.Sprintf("org-%06d", i)
-				r.byOrg[orgs[i]] = policy.Tenant{Org: orgs[i], Upstream: "main", Database: "crm", Schema: orgs[i]}
+				r.store(policy.Tenant{Org: orgs[i], Upstream: "main", Database: "crm", Schema: orgs[i]})
 			}
 			runtime.GC()
 			runtime.ReadMemStats(&after)

@@ -229,6 +229,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	router.SetCatalog(catalog)
+	migrator.Made = catalog.Forget
 	// Clients are served once the tenants they may name are provisioned.
 	prov.run(ctx, cfg)
 	go prov.retry(ctx)
