@@ -26,8 +26,9 @@
 //     relay. A session a loop relays has no goroutine of its own, and
 //     holds a 32 KiB buffer for a direction only while bytes of that
 //     direction wait in it (borrowed from a pool as it reads, given back
-//     once they are written), so an idle session costs its bookkeeping
-//     only. Where there is no epoll, a goroutine per direction relays
+//     once they are written), so an idle plain session costs its
+//     bookkeeping only (a TLS session also keeps its bridge's two
+//     goroutines, each blocked in a read with a buffer). Where there is no epoll, a goroutine per direction relays
 //     (relayPumps), each with a buffer of its own. Both track message
 //     boundaries from the 5-byte headers, forwarding runs of bytes
 //     untouched and without per-message allocation; the boundaries are

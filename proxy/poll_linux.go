@@ -208,6 +208,9 @@ func (pl *poller) relay(ctx context.Context, s *session) bool {
 	s.client, s.upstream = nil, nil
 	s.mu.Unlock()
 	pl.post(func() {
+		if rel.ended { // killed before it was registered
+			return
+		}
 		for len(pl.ends) <= max(cfd, ufd) {
 			pl.ends = append(pl.ends, nil)
 		}
@@ -396,6 +399,9 @@ func (e *pollEnd) release() {
 // when flushing must stop: the peer's socket is full (e is blocked) or the
 // relay ended.
 func (e *pollEnd) writeOut(b []byte) (int, bool) {
+	if e.rel.ended { // its descriptors are closed, their numbers maybe reused
+		return 0, false
+	}
 	written := 0
 	for written < len(b) {
 		// MSG_NOSIGNAL: a peer gone is EPIPE, not a signal.
@@ -464,18 +470,19 @@ func (rel *pollRelay) classify() {
 	}
 	rel.classifying = true
 	c.pause(true)
-	sql, take, pl := c.rd.deferred, c.rd.take, rel.pl
+	sql, pl, m, tenant := c.rd.deferred, rel.pl, rel.s.srv.cfg.Migrator, rel.s.route.Org != ""
 	go func() {
-		v := passVerdict
-		if take(sql) {
-			v = takeVerdict
-		}
+		v := m.Take(sql, tenant)
 		pl.post(func() {
 			if rel.ended {
 				return
 			}
 			rel.classifying = false
-			c.rd.deferred, c.rd.verdict = nil, v
+			c.rd.verdict = passVerdict
+			if rel.s.decide(rel.ctx, v, sql) {
+				c.rd.verdict = takeVerdict
+			}
+			c.rd.deferred = nil
 			c.pause(false)
 			c.forward()
 		})
@@ -497,10 +504,11 @@ func (rel *pollRelay) serve() {
 	if rel.serving || rel.client.blocked || rel.upstream.blocked {
 		return
 	}
-	if t := &rel.s.track; t.pending() {
+	if t := &rel.s.track; t.pending() || rel.upstream.rd.left > 0 {
+		// (An upstream message half passed on: the answer goes after it.)
 		switch {
 		case t.copying:
-			rel.release()
+			rel.passToCopy()
 		case t.unflushed:
 			rel.client.extra = append(rel.client.extra, t.inject(flushMessage)...)
 			rel.client.flush()
@@ -519,10 +527,10 @@ func (rel *pollRelay) serve() {
 	}()
 }
 
-// release gives the upstream the pending messages as they came, untaken:
+// passToCopy gives the upstream the pending messages as they came, untaken:
 // a COPY FROM STDIN sent before them has started, so they are the copy's
 // (PostgreSQL fails the copy on them, as it would without the proxy).
-func (rel *pollRelay) release() {
+func (rel *pollRelay) passToCopy() {
 	for _, m := range rel.pending {
 		rel.client.extra = append(rel.client.extra, m...)
 	}
@@ -573,7 +581,9 @@ func (rel *pollRelay) end(e *pollEnd, err error) {
 	s, pl := rel.s, rel.pl
 	for _, end := range []*pollEnd{rel.client, rel.upstream} {
 		syscall.EpollCtl(pl.epfd, syscall.EPOLL_CTL_DEL, end.fd, nil)
-		pl.ends[end.fd] = nil
+		if end.fd < len(pl.ends) {
+			pl.ends[end.fd] = nil
+		}
 	}
 	cause := s.endCause(clientErr, upstreamErr)
 	if msg := s.farewell(cause); msg != nil {
@@ -581,5 +591,13 @@ func (rel *pollRelay) end(e *pollEnd, err error) {
 	}
 	syscall.Close(rel.client.fd)
 	syscall.Close(rel.upstream.fd)
+	// The buffers go back here, on the loop that used them; the client's
+	// only if no goroutine reads a text in it.
+	if !rel.classifying {
+		s.cl.r = s.cl.w
+		s.cl.release()
+	}
+	s.up.r = s.up.w
+	s.up.release()
 	go s.closed(cause)
 }

@@ -13,10 +13,11 @@ import (
 // The startup packet limit is PostgreSQL's own.
 const maxStartupPacket = 10000
 
-// reader reads protocol messages from one connection into a buffer that is
-// reused for the connection's lifetime: first whole messages during startup
-// (next), then a streaming relay (relay). Keeping one buffer across both
-// phases means no byte that arrived early is ever lost.
+// reader reads protocol messages from one connection into a buffer: first
+// whole messages during startup (next), then a streaming relay (relay).
+// The buffer is kept from one phase to the next, so no byte that arrived
+// early is ever lost; an event loop lets go of it whenever it is drained
+// (release).
 type reader struct {
 	conn io.Reader
 	buf  []byte
@@ -108,13 +109,16 @@ func (rd *reader) fill(n int) error {
 	return nil
 }
 
-// release gives the buffer back to the pool when it is one of the pool's
-// and nothing waits in it: read on, the reader borrows another.
+// release lets go of the buffer when nothing waits in it, giving it back
+// to the pool if it is one of the pool's (one grown for a long message is
+// left to the collector): read on, the reader borrows another.
 func (rd *reader) release() {
-	if rd.r != rd.w || cap(rd.buf) != bufferSize {
+	if rd.r != rd.w {
 		return
 	}
-	buffers.Put((*[bufferSize]byte)(rd.buf[:bufferSize]))
+	if cap(rd.buf) == bufferSize {
+		buffers.Put((*[bufferSize]byte)(rd.buf[:bufferSize]))
+	}
 	rd.buf, rd.r, rd.w = nil, 0, 0
 }
 
@@ -232,14 +236,14 @@ func (rd *reader) lockedScan(maxBody int) (int, error) {
 }
 
 // written tells the client's pump, after a write of the upstream's, that
-// what it booked is written.
+// what it booked is written: unless a message is half passed on.
 func (rd *reader) written() {
 	t := rd.track
 	if t == nil || rd.take != nil {
 		return
 	}
 	t.mu.Lock()
-	t.unwritten = false
+	t.unwritten = rd.left > 0
 	t.mu.Unlock()
 	select {
 	case t.answered <- struct{}{}:

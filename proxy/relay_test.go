@@ -31,7 +31,9 @@ import (
 // SAVEPOINT, ROLLBACK TO, COPY ... FROM STDIN, COPY ... TO STDOUT and
 // COPY BOTH (simple Queries only), INSERT (rows kept only when their
 // transaction commits), "count" (one row: the rows kept), "fail" and
-// the proxy's own failing statements (a syntax error), and answers
+// the proxy's own failing statements (a syntax error), "LISTEN split"
+// (after its ReadyForQuery, a notification sent in two halves 200 ms
+// apart), and answers
 // anything else as a one-row SELECT, keeping a transaction status; in a
 // pipeline an error skips to the Sync, which rolls back the implicit
 // transaction. A statement starting "hang" is never answered: the
@@ -53,7 +55,7 @@ func fakeUpstream(t *testing.T) string {
 		if _, err := be.ReceiveStartupMessage(); err != nil {
 			return
 		}
-		(&fakeSession{be: be, status: 'I'}).serve()
+		(&fakeSession{be: be, conn: conn, status: 'I'}).serve()
 	}()
 	return ln.Addr().String()
 }
@@ -61,6 +63,7 @@ func fakeUpstream(t *testing.T) string {
 // fakeSession is the state of fakeUpstream's session.
 type fakeSession struct {
 	be       *pgproto3.Backend
+	conn     net.Conn
 	status   byte
 	stmt     string // the unnamed statement's text
 	skipping bool   // an error in a pipeline: until Sync
@@ -109,6 +112,13 @@ func (f *fakeSession) serve() {
 			}
 			f.skipping = false
 			f.ready()
+			if m.String == "LISTEN split" {
+				// A notification whose second half comes later.
+				n, _ := (&pgproto3.NotificationResponse{PID: 4242, Channel: "split", Payload: "whole"}).Encode(nil)
+				f.conn.Write(n[:len(n)/2])
+				time.Sleep(200 * time.Millisecond)
+				f.conn.Write(n[len(n)/2:])
+			}
 		case *pgproto3.Parse:
 			f.stmt = m.Query
 			f.send(&pgproto3.ParseComplete{})
@@ -630,6 +640,43 @@ func TestRelayQueryIgnoredBeforeSync(t *testing.T) {
 		}
 		if got := strings.Join(readUntilReady(t, fe), " "); got != "CALL ZI" {
 			t.Fatalf("the command after it: %s", got)
+		}
+	})
+}
+
+// A migrate command sent while an upstream message is half passed on (an
+// asynchronous notification) is answered after the whole of it.
+func TestRelayAnswerAfterHalfMessage(t *testing.T) {
+	forEachRelay(t, func(t *testing.T, fe *pgproto3.Frontend, conn net.Conn) {
+		if got := query(t, fe, "LISTEN split"); got != "RowDescription D1 SELECT 1 ZI" {
+			t.Fatalf("LISTEN split: %s", got)
+		}
+		time.Sleep(50 * time.Millisecond) // the first half is passed on
+		if got := query(t, fe, "CALL migrate.x()"); got != "NotificationResponse CALL ZI" {
+			t.Fatalf("the command: %s, want the whole notification first", got)
+		}
+	})
+}
+
+// A session that sends a message over the size limit is ended with 54000,
+// its buffers given back once (go test -race).
+func TestRelayEndsOnTooLarge(t *testing.T) {
+	forEachRelay(t, func(t *testing.T, fe *pgproto3.Frontend, conn net.Conn) {
+		if _, err := conn.Write([]byte{'Q', 0x7f, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		var codes []string
+		for {
+			msg, err := fe.Receive()
+			if err != nil {
+				break
+			}
+			if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+				codes = append(codes, e.Code)
+			}
+		}
+		if strings.Join(codes, " ") != "54000" {
+			t.Fatalf("errors %q, want 54000", codes)
 		}
 	})
 }

@@ -143,14 +143,14 @@ func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			srv.mu.Lock()
 			closing := srv.closing
 			srv.mu.Unlock()
 			if closing {
 				return ErrServerClosed
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {

@@ -45,7 +45,8 @@ type session struct {
 
 	client net.Conn // replaced by its TLS wrapper after SSLRequest
 	cl     *reader
-	// Set during startup, read-only afterwards.
+	// Set during startup; upstream (and client) are let go of once an
+	// event loop has their descriptors.
 	upstream    net.Conn
 	up          *reader
 	route       policy.Route
@@ -77,6 +78,7 @@ func (s *session) serve(ctx context.Context) {
 	s.client.SetDeadline(deadline)
 	if err := s.startup(ctx, deadline); err != nil {
 		s.reject(err)
+		s.giveBack()
 		s.closed(nil)
 		return
 	}
@@ -116,11 +118,18 @@ func (s *session) closed(cause error) {
 	if upstream != nil {
 		upstream.Close()
 	}
-	s.cl.release()
-	if s.up != nil {
-		s.up.release()
-	}
 	s.srv.endSession(s)
+}
+
+// giveBack returns the session's buffers, which nothing reads any more,
+// to the pool.
+func (s *session) giveBack() {
+	for _, rd := range []*reader{s.cl, s.up} {
+		if rd != nil {
+			rd.r = rd.w
+			rd.release()
+		}
+	}
 }
 
 // kill ends the session with err as the reason the client is given.
@@ -484,7 +493,9 @@ func (s *session) relay(ctx context.Context) {
 	if pl := s.srv.poller(); pl != nil && pl.relay(ctx, s) {
 		return
 	}
-	s.closed(s.relayPumps(ctx))
+	cause := s.relayPumps(ctx)
+	s.giveBack()
+	s.closed(cause)
 }
 
 // taker returns the check the client's reader makes of each Query's and
@@ -492,16 +503,19 @@ func (s *session) relay(ctx context.Context) {
 // audit passes once the Migrator has it to record, and is taken (to be
 // refused) when it cannot.
 func (s *session) taker(ctx context.Context, m Migrator) func(sql []byte) bool {
-	tenant := s.route.Org != ""
-	return func(sql []byte) bool {
-		switch m.Take(sql, tenant) {
-		case intercept.Answer:
-			return true
-		case intercept.Audit:
-			return !m.Audit(ctx, s.intercepted(), sql)
-		}
-		return false
+	return func(sql []byte) bool { return s.decide(ctx, m.Take(sql, s.route.Org != ""), sql) }
+}
+
+// decide turns the Migrator's verdict on sql into whether to take it; it
+// runs on the relay, which alone reads the session's state.
+func (s *session) decide(ctx context.Context, v intercept.Verdict, sql []byte) bool {
+	switch v {
+	case intercept.Answer:
+		return true
+	case intercept.Audit:
+		return !s.srv.cfg.Migrator.Audit(ctx, s.intercepted(), sql)
 	}
+	return false
 }
 
 // intercepted is what the handler of migrate commands knows of the
@@ -631,17 +645,21 @@ func (s *session) serveTaken(ctx context.Context, toClient io.Writer, batch [][]
 	t := &s.track
 	t.mu.Lock()
 	if t.unflushed {
-		if _, err := s.upstream.Write(t.inject(flushMessage)); err != nil {
-			t.mu.Unlock()
+		flush := t.inject(flushMessage)
+		t.mu.Unlock()
+		// (Not under the lock: the upstream's pump may need it to read
+		// what makes room to write.)
+		if _, err := s.upstream.Write(flush); err != nil {
 			return writeError{err}
 		}
+		t.mu.Lock()
 	}
 	for t.pending() || t.unwritten {
 		if t.copying {
 			t.mu.Unlock()
 			// A COPY FROM STDIN sent before them has started, and they
 			// came before its end: they are the copy's, untaken (see
-			// pollRelay.release).
+			// pollRelay.passToCopy).
 			for _, m := range batch {
 				if _, err := s.upstream.Write(m); err != nil {
 					return writeError{err}

@@ -59,6 +59,9 @@ type expected struct {
 	own  bool
 }
 
+// maxKeptOwed is the largest queue array kept once drained.
+const maxKeptOwed = 64
+
 // endsInReady reports whether a request's reply ends with ReadyForQuery.
 func endsInReady(kind byte) bool { return kind == 'Q' || kind == 'F' || kind == 'S' }
 
@@ -93,8 +96,16 @@ func (t *tracker) sent(typ byte, own bool) {
 	default: // CopyData, CopyDone, CopyFail, Terminate: owed nothing
 		return
 	}
-	if t.head == len(t.owed) {
+	switch {
+	case t.head == len(t.owed) && cap(t.owed) > maxKeptOwed:
+		t.owed, t.head = nil, 0 // a burst's array is not kept
+	case t.head == len(t.owed):
 		t.owed, t.head = t.owed[:0], 0
+	case t.head >= len(t.owed)/2:
+		// Settled entries are half the queue: drop them, so that a client
+		// that always keeps a request in flight does not grow it.
+		n := copy(t.owed, t.owed[t.head:])
+		t.owed, t.head = t.owed[:n], 0
 	}
 	t.owed = append(t.owed, expected{kind: typ, own: own})
 }
@@ -106,9 +117,13 @@ func (t *tracker) sent(typ byte, own bool) {
 func (t *tracker) inCopy(typ byte) bool {
 	switch typ {
 	case 'c', 'f':
-		if t.copying {
+		switch {
+		case t.copying:
 			t.copying = false
-		} else {
+		case t.pending():
+			// A copy the client ends before its start is heard of (one
+			// with nothing owed would be a stray, which PostgreSQL
+			// ignores).
 			t.copyEnds++
 		}
 		return true

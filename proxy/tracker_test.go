@@ -190,3 +190,31 @@ func TestTrackerOwnDropped(t *testing.T) {
 		t.Errorf("still owed %v, status %q", track.owed[track.head:], track.status)
 	}
 }
+
+// TestTrackerQueueBounded: a client that always keeps a request in flight
+// does not grow the queue.
+func TestTrackerQueueBounded(t *testing.T) {
+	track := &tracker{status: 'I'}
+	track.sent('Q', false)
+	for range 100000 {
+		track.sent('Q', false)
+		track.reply('Z', []byte{'I'})
+	}
+	if len(track.owed) > 8 || !track.pending() {
+		t.Errorf("%d entries kept for one owed", len(track.owed))
+	}
+}
+
+// TestTrackerStrayCopyEnd: a CopyDone with nothing owed (PostgreSQL
+// ignores it) does not keep the next COPY from being seen.
+func TestTrackerStrayCopyEnd(t *testing.T) {
+	track := &tracker{status: 'I'}
+	if !track.inCopy('c') {
+		t.Fatal("a CopyDone is not the copy's")
+	}
+	track.sent('Q', false)
+	track.reply('G', nil)
+	if !track.copying {
+		t.Error("the COPY after a stray CopyDone is not seen")
+	}
+}
