@@ -235,13 +235,13 @@ func TestClientsNodePgQuickDisconnect(t *testing.T) {
 	// connect() not awaited: node-postgres writes a Terminate before the
 	// startup packet; PostgreSQL and the proxy drop the connection alike.
 	t.Run("not awaited", func(t *testing.T) {
-		from := len(p.logs.String())
+		from, open := len(p.logs.String()), metrics(t, p)[metricConns]
 		got := run(t, env, "connect_end.js")
 		direct := run(t, append(slices.Clone(env), "DATABASE_URL="+cluster.DSN(scramUser, tn.db)), "connect_end.js")
 		if got != "ended\n" || direct != got {
 			t.Fatalf("connect_end.js printed %q through the proxy, %q directly", got, direct)
 		}
-		time.Sleep(200 * time.Millisecond)
+		waitFor(t, "the proxy to close the connection", func() bool { return metrics(t, p)[metricConns] == open })
 		for _, l := range strings.Split(strings.TrimSpace(p.logs.String()[from:]), "\n") {
 			if l != "" && !strings.Contains(l, `"level":"INFO"`) {
 				t.Errorf("proxy logged %s", l)

@@ -81,8 +81,8 @@ func queryValue[T any](t testing.TB, conn *pgx.Conn, sql string, args ...any) T 
 	return v
 }
 
-// backendPID is the process id of the PostgreSQL backend serving conn, which
-// differs from the id the proxy hands its clients.
+// backendPID is the process id of the PostgreSQL backend serving conn, as
+// PostgreSQL reports it (the proxy hands its clients the same).
 func backendPID(t testing.TB, conn *pgx.Conn) int32 {
 	t.Helper()
 	return queryValue[int32](t, conn, "SELECT pg_backend_pid()")

@@ -1,14 +1,11 @@
 package e2e
 
-import (
-	"context"
-	"testing"
-)
+import "testing"
 
 // TestClientSeesBackendPID: the process id a client is given is its
 // backend's, so pg_backend_pid() agrees with it and pg_terminate_backend
-// of it ends the session; the cancel key's secret is the proxy's own, and
-// cancelling with the backend's id still works.
+// of it ends the session, and cancelling with the key the client was
+// given (the backend's id, the proxy's secret) works.
 func TestClientSeesBackendPID(t *testing.T) {
 	tn := newTenants(t, "acme")
 	p := startProxy(t, tn.config(""))
@@ -31,7 +28,7 @@ func TestClientSeesBackendPID(t *testing.T) {
 		t.Fatalf("pg_terminate_backend(%d) ended nothing", reported)
 	}
 	var one int
-	if err := conn.QueryRow(context.Background(), "SELECT 1").Scan(&one); err == nil {
+	if err := conn.QueryRow(testContext(t), "SELECT 1").Scan(&one); err == nil {
 		t.Fatal("the session answered after pg_terminate_backend of its reported pid")
 	}
 }

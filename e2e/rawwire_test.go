@@ -39,6 +39,15 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 	return &rawConn{t: t, conn: conn, fe: pgproto3.NewFrontend(conn, conn)}
 }
 
+// rawOf speaks the protocol by hand on conn's connection, logged in
+// already, with the same deadline as dialRaw's.
+func rawOf(t testing.TB, conn *pgx.Conn) *rawConn {
+	t.Helper()
+	nc := conn.PgConn().Conn()
+	nc.SetDeadline(time.Now().Add(timeout))
+	return &rawConn{t: t, conn: nc, fe: pgproto3.NewFrontend(nc, nc)}
+}
+
 // write sends b as it is.
 func (c *rawConn) write(b []byte) {
 	c.t.Helper()

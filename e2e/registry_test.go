@@ -38,24 +38,17 @@ func createTenant(t testing.TB, p *proxyProc, db, org string) (string, string) {
 	return *login, *password
 }
 
-// eventually connects through p as user to database until it succeeds,
-// for up to 10 s, and returns the connection.
+// eventually connects through p as user to database until it succeeds
+// (see waitFor), and returns the connection.
 func eventually(t testing.TB, p *proxyProc, user, password, database string) *pgx.Conn {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := pgx.Connect(ctx, p.url(user, password, database))
-		cancel()
-		if err == nil {
-			t.Cleanup(func() { conn.Close(context.Background()) })
-			return conn
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s through the proxy: %v", database, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var conn *pgx.Conn
+	waitFor(t, database+" served through the proxy", func() bool {
+		var err error
+		conn, err = tryConnect(t, p, user, password, database)
+		return err == nil
+	})
+	return conn
 }
 
 // TestRegistryAcrossProxies: an org made by create_tenant through one
@@ -83,20 +76,14 @@ func TestRegistryAcrossProxies(t *testing.T) {
 	if err := admin.QueryRow(testContext(t), "CALL migrate.drop_tenant("+authLiteral(org)+")").Scan(&status, nil, nil, nil, nil, nil, nil); err != nil {
 		t.Fatalf("drop_tenant: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := onA.Exec(testContext(t), "SELECT 1")
-		if err != nil {
-			wantFatal(t, err, "57P01", "a session of a dropped org")
-			if !strings.Contains(err.Error(), "was dropped") {
-				t.Errorf("the session's end says %q, want the tenant dropped", err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first proxy's session of the dropped org is still open")
-		}
-		time.Sleep(20 * time.Millisecond)
+	var ended error
+	waitFor(t, "the first proxy's session of the dropped org to end", func() bool {
+		_, ended = onA.Exec(testContext(t), "SELECT 1")
+		return ended != nil
+	})
+	wantFatal(t, ended, "57P01", "a session of a dropped org")
+	if !strings.Contains(ended.Error(), "was dropped") {
+		t.Errorf("the session's end says %q, want the tenant dropped", ended)
 	}
 	_, err = pgx.Connect(testContext(t), a.url(login, password, org))
 	wantFatal(t, err, "3D000", "a dropped org")
@@ -170,7 +157,9 @@ func TestRegistryUnknownFlood(t *testing.T) {
 	for range 16 {
 		wg.Go(func() {
 			for range attempts {
-				conn, err := pgx.Connect(context.Background(), p.url("postgres", "", "reg-nobody"))
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				conn, err := pgx.Connect(ctx, p.url("postgres", "", "reg-nobody"))
+				cancel()
 				if err == nil {
 					conn.Close(context.Background())
 					errs <- fmt.Errorf("an unknown org was served")

@@ -47,7 +47,8 @@
 // (or before it, for an online one), records the operation, the plan, the
 // phases committed and the statements that undo them, and is deleted with
 // the last phase. Whoever next takes the tenant's lock (an Apply on any
-// engine, or the sweep each engine runs at start and every minute) finds
+// engine, or a sweep: Engine.Sweep, which the proxy runs on each engine when
+// it makes it and every minute) finds
 // the row of an operation that stopped half-way, whatever stopped it, and
 // completes it by planning it again from the live state, or undoes it if
 // it had failed or can no longer complete. Verify lists the rows not
