@@ -18,8 +18,11 @@ func (e *Engine) Audit(ctx context.Context, org, statement string) error {
 		return err
 	}
 	// Not behind the org's command: the record goes in as the statement
-	// goes upstream, however long a migration of the org runs.
+	// goes upstream, however long a migration of the org runs. One op id
+	// for every try: a try after a commit whose answer was lost adds no
+	// second record.
+	opID := newOpID()
 	return e.poolTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return insertHistory(ctx, tx, newOpID(), org, "", "", RawDDL, []string{statement}, 0, 0)
+		return insertHistory(ctx, tx, opID, org, "", "", RawDDL, []string{statement}, 0, 0)
 	})
 }

@@ -203,14 +203,34 @@ func (e *Engine) recoverIntent(ctx context.Context, lock, conn *pgx.Conn, in *in
 	return nil
 }
 
-// abandon undoes what in's committed phases did, then deletes its row; a
-// failure leaves the row, marked undoing, for recovery to try again.
+// abandon undoes what in's committed phases did, newest first, then
+// deletes its row. A journaled intent is marked undoing before the first
+// statement, and its row keeps the statements still to run after each, so
+// that a crash or a failure (which stops the undoing there) leaves recovery
+// the rest to undo, never a change to complete, nor a statement to run
+// twice. A row that is gone means the change committed after all (its last
+// commit's answer was lost), or was closed by another engine: nothing is
+// undone then.
 func (e *Engine) abandon(ctx context.Context, conn *pgx.Conn, in *intent) error {
 	ctx, cancel := e.detached(ctx)
 	defer cancel()
 	in.undoing = true
-	var errs []error
-	for _, sql := range in.undo {
+	for len(in.undo) > 0 || in.journaled {
+		if in.journaled {
+			gone, err := e.keepUndo(ctx, conn, in)
+			switch {
+			case err != nil:
+				return err
+			case gone:
+				e.log.Warn("nothing to undo: the intent is closed", keyOrg, in.org, "op_id", in.id.String())
+				in.journaled, in.undo = false, nil
+				return nil
+			}
+		}
+		if len(in.undo) == 0 {
+			break
+		}
+		sql := in.undo[0]
 		err := e.undoOne(ctx, conn, sql)
 		switch code := sqlState(err); {
 		case err == nil:
@@ -220,24 +240,30 @@ func (e *Engine) abandon(ctx context.Context, conn *pgx.Conn, in *intent) error 
 			e.log.Warn("nothing to undo", keyError, err.Error(), keyStatement, sql)
 		default:
 			e.log.Error("undo failed", keyError, err.Error(), keyStatement, sql)
-			errs = append(errs, err)
+			return err
 		}
+		in.undo = in.undo[1:]
 	}
 	if !in.journaled {
-		return errors.Join(errs...)
+		return nil
 	}
-	if len(errs) == 0 {
-		errs = append(errs, e.onLiveConn(ctx, conn, func(c *pgx.Conn) error { return in.close(ctx, c) }))
-	}
-	if err := errors.Join(errs...); err != nil {
-		e.onLiveConn(ctx, conn, func(c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "UPDATE pgmigrate.intents SET undoing = true, updated_at = clock_timestamp() WHERE op_id = $1", in.id)
-			return err
-		})
+	if err := e.onLiveConn(ctx, conn, func(c *pgx.Conn) error { return in.close(ctx, c) }); err != nil {
 		return err
 	}
 	in.journaled = false
 	return nil
+}
+
+// keepUndo marks in's row undoing with the statements still to run, and
+// reports whether the row is gone.
+func (e *Engine) keepUndo(ctx context.Context, conn *pgx.Conn, in *intent) (gone bool, err error) {
+	err = e.onLiveConn(ctx, conn, func(c *pgx.Conn) error {
+		tag, err := c.Exec(ctx, "UPDATE pgmigrate.intents SET undoing = true, undo = $2, updated_at = clock_timestamp() WHERE op_id = $1",
+			in.id, in.undo)
+		gone = tag.RowsAffected() == 0
+		return err
+	})
+	return gone, err
 }
 
 // RecoverAll finishes or undoes the unfinished intents of every tenant of

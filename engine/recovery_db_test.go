@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -352,6 +353,34 @@ func TestRecoveryUndoesWhatCannotComplete(t *testing.T) {
 	}
 	checkClean(t, db, db.engine, "invoice")
 	wantApplied(t, db.apply(t, "acme", c.op), "CREATE UNIQUE INDEX CONCURRENTLY")
+	checkClean(t, db, db.engine, "invoice")
+}
+
+// An undo that fails stops there: the intent's row is marked undoing and
+// keeps only the statements not yet run, so the next recovery runs those
+// (and nothing twice), once what stopped it is gone.
+func TestRecoveryUndoStopsAndResumes(t *testing.T) {
+	c := faultCases()[0]
+	db := newFaultDB(t, c)
+	abandonAt(t, db, c, 2)
+	// Undone, as one that had failed is (its index built, two statements
+	// to undo), but dropping the column fails: a view depends on it.
+	db.exec(t, "UPDATE pgmigrate.intents SET undoing = true")
+	before := scalar[[]string](t, db, "SELECT undo FROM pgmigrate.intents")
+	db.exec(t, "CREATE VIEW acme.codes AS SELECT code FROM acme.invoice")
+	if n, err := db.engine.RecoverAll(testCtx(t)); err == nil || n != 1 {
+		t.Fatalf("recovery with a view on the column: %d unfinished, %v; want it left, with an error", n, err)
+	}
+	after := scalar[[]string](t, db, "SELECT undo FROM pgmigrate.intents")
+	if !scalar[bool](t, db, "SELECT undoing FROM pgmigrate.intents") || len(after) == 0 || len(after) >= len(before) ||
+		!slices.Equal(after, before[len(before)-len(after):]) {
+		t.Fatalf("undo left %q of %q (the row must be undoing, with the statements not run)", after, before)
+	}
+	db.exec(t, "DROP VIEW acme.codes")
+	recoverAll(t, db.newEngine(t, testOptions()))
+	if findColumn(liveColumns(t, db, "acme", "invoice"), "code") != nil {
+		t.Error("the column of the undone add_field is still there")
+	}
 	checkClean(t, db, db.engine, "invoice")
 }
 

@@ -446,11 +446,14 @@ func newOpID() pgtype.UUID {
 }
 
 // insertHistory writes a history row, applied by the actor of ctx (the
-// engine's role when none is set); model and field may be empty.
+// engine's role when none is set); model and field may be empty. A row of
+// that op id written already (by a try whose commit's answer was lost)
+// stays as it is.
 func insertHistory(ctx context.Context, tx pgx.Tx, opID pgtype.UUID, org, model, field, operation string, statements []string, attempts int, d time.Duration) error {
 	a := actorOf(ctx)
 	_, err := tx.Exec(ctx, `INSERT INTO pgmigrate.history (op_id, org, model, field, operation, statements, attempts, duration_ms, applied_by, application)
-VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, COALESCE(NULLIF($9, ''), current_user), NULLIF($10, ''))`,
+VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, COALESCE(NULLIF($9, ''), current_user), NULLIF($10, ''))
+ON CONFLICT (op_id) DO NOTHING`,
 		opID, org, model, field, operation, statements, attempts, d.Milliseconds(), a.user, a.application)
 	return err
 }

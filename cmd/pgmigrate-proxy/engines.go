@@ -129,6 +129,11 @@ func newProvisioner(engs *engines, router *policy.Router, log *slog.Logger) *pro
 func (p *provisioner) run(ctx context.Context, cfg *policy.Config) {
 	p.running.Lock()
 	defer p.running.Unlock()
+	p.provisionAll(ctx, cfg)
+}
+
+// provisionAll is run's work, under p.running.
+func (p *provisioner) provisionAll(ctx context.Context, cfg *policy.Config) {
 	ctx, cancel := context.WithTimeout(engine.WithActor(ctx, "pgmigrate-proxy", "provisioning"), provisionTimeout)
 	defer cancel()
 	var errs []error
@@ -194,16 +199,27 @@ func (p *provisioner) retry(ctx context.Context) {
 			return
 		case <-time.After(delay):
 		}
-		p.mu.Lock()
-		cfg, failed := p.cfg, p.err != nil
-		p.mu.Unlock()
-		if !failed {
+		if p.again(ctx) {
+			delay = min(2*delay, provisionRetryMax)
+		} else {
 			delay = provisionRetry
-			continue
 		}
-		p.run(ctx, cfg)
-		delay = min(2*delay, provisionRetryMax)
 	}
+}
+
+// again runs the last configuration's provisioning again if it failed,
+// and reports whether it did; a reload's run between the two cannot be
+// overtaken by the older configuration.
+func (p *provisioner) again(ctx context.Context) bool {
+	p.running.Lock()
+	defer p.running.Unlock()
+	p.mu.Lock()
+	cfg, failed := p.cfg, p.err != nil
+	p.mu.Unlock()
+	if failed {
+		p.provisionAll(ctx, cfg)
+	}
+	return failed
 }
 
 // posture logs the findings of one upstream database's posture check.
