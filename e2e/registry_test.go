@@ -339,3 +339,21 @@ func TestRegistryConfigAndCatalog(t *testing.T) {
 		t.Fatalf("org => '*': %q (%v), want the config's tenant, then the catalog's", got, rows.Err())
 	}
 }
+
+// TestRegistryUpstreamRestart: after PostgreSQL is killed and started
+// again, a proxy's registry listens again: an org made then, which it had
+// answered 3D000 (and would remember that for an hour), is served.
+func TestRegistryUpstreamRestart(t *testing.T) {
+	db := newTenants(t).db
+	config := registryConfig(db, "1h", "1h")
+	a, b := startProxy(t, config), startProxy(t, config)
+	restart := takeClusterDown(t, cluster.Kill)
+	restart()
+	const org = "reg-restarted"
+	waitFor(t, "the second proxy to answer from its catalog again", func() bool {
+		_, err := pgx.Connect(testContext(t), b.url("postgres", "", org))
+		return sqlState(err) == "3D000"
+	})
+	login, password := createTenant(t, a, db, org)
+	eventually(t, b, login, password, org)
+}
