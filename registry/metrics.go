@@ -32,8 +32,8 @@ func (r *Registry) Describe(ch chan<- *prometheus.Desc) {
 func (r *Registry) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{}
 	r.mu.RLock()
-	for _, e := range r.byOrg {
-		counts[e.Upstream]++
+	for _, t := range r.byOrg {
+		counts[t.Upstream]++
 	}
 	refreshed := maps.Clone(r.refreshed)
 	r.mu.RUnlock()

@@ -53,10 +53,11 @@ type Registry struct {
 	pools map[string]*pgxpool.Pool // by upstream name: lookups and listeners
 
 	mu    sync.RWMutex
-	byOrg map[string]entry
-	// gen counts the changes to byOrg: a load drops only the entries it
-	// could have seen.
-	gen uint64
+	byOrg map[string]policy.Tenant
+	// gen counts the changes to byOrg, and stored says when each entry
+	// was stored: a load drops only the entries it could have seen.
+	gen    uint64
+	stored map[string]uint64
 	// misses are the orgs found nowhere, until when; missRing holds them
 	// in the order they were missed, missNext the oldest.
 	misses   map[string]time.Time
@@ -70,11 +71,6 @@ type Registry struct {
 	lookups, unknown, catalogQueries atomic.Int64
 }
 
-type entry struct {
-	policy.Tenant
-	gen uint64 // r.gen when it was stored
-}
-
 type question struct {
 	done  chan struct{}
 	stale bool
@@ -82,7 +78,7 @@ type question struct {
 
 // New returns a Registry for cfg; Start loads it.
 func New(cfg Config) (*Registry, error) {
-	r := &Registry{cfg: cfg, pools: map[string]*pgxpool.Pool{}, byOrg: map[string]entry{},
+	r := &Registry{cfg: cfg, pools: map[string]*pgxpool.Pool{}, byOrg: map[string]policy.Tenant{}, stored: map[string]uint64{},
 		misses: map[string]time.Time{}, asking: map[string]*question{}, refreshed: map[string]time.Time{}}
 	for _, up := range cfg.Upstreams {
 		pc, err := pgxpool.ParseConfig(up.DSN)
@@ -135,13 +131,16 @@ func (r *Registry) Lookup(ctx context.Context, org string) (policy.Tenant, error
 	r.lookups.Add(1)
 	for {
 		r.mu.RLock()
-		e, ok := r.byOrg[org]
-		until, missed := r.misses[org]
+		t, ok := r.byOrg[org]
+		var until time.Time
+		if !ok {
+			until = r.misses[org]
+		}
 		r.mu.RUnlock()
 		switch {
 		case ok:
-			return e.Tenant, nil
-		case missed && time.Now().Before(until):
+			return t, nil
+		case time.Now().Before(until):
 			r.unknown.Add(1)
 			return policy.Tenant{}, policy.ErrUnknownTenant
 		}
@@ -193,8 +192,14 @@ func (r *Registry) Forget(org string) {
 // store puts t in memory; r.mu is held.
 func (r *Registry) store(t policy.Tenant) {
 	r.gen++
-	r.byOrg[t.Org] = entry{t, r.gen}
+	r.byOrg[t.Org], r.stored[t.Org] = t, r.gen
 	delete(r.misses, t.Org)
+}
+
+// forget takes org out of memory; r.mu is held.
+func (r *Registry) forget(org string) {
+	delete(r.byOrg, org)
+	delete(r.stored, org)
 }
 
 // missed remembers org as unknown for MissTTL, forgetting the oldest
@@ -256,16 +261,16 @@ func (e *UnreachableError) SQLState() string { return "08006" }
 func (r *Registry) Catalogued(org string) (policy.Tenant, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	e, ok := r.byOrg[org]
-	return e.Tenant, ok
+	t, ok := r.byOrg[org]
+	return t, ok
 }
 
 // Tenants lists the tenants of every catalog, by org.
 func (r *Registry) Tenants() []policy.Tenant {
 	r.mu.RLock()
 	out := make([]policy.Tenant, 0, len(r.byOrg))
-	for _, e := range r.byOrg {
-		out = append(out, e.Tenant)
+	for _, t := range r.byOrg {
+		out = append(out, t)
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b policy.Tenant) int { return strings.Compare(a.Org, b.Org) })
@@ -378,10 +383,10 @@ func (r *Registry) load(ctx context.Context, conn *pgx.Conn, up *policy.Target) 
 	}
 	var dropped []string
 	r.mu.Lock()
-	for org, e := range r.byOrg {
+	for org, t := range r.byOrg {
 		// An entry stored after the catalog was read may be newer.
-		if _, ok := found[org]; !ok && e.Upstream == up.Name && e.gen <= seen {
-			delete(r.byOrg, org)
+		if _, ok := found[org]; !ok && t.Upstream == up.Name && r.stored[org] <= seen {
+			r.forget(org)
 			dropped = append(dropped, org)
 		}
 	}
@@ -411,8 +416,8 @@ func (r *Registry) reread(ctx context.Context, conn *pgx.Conn, up *policy.Target
 	for _, org := range orgs {
 		if schema, ok := found[org]; ok {
 			r.store(tenant(up, org, schema))
-		} else if e, had := r.byOrg[org]; had && e.Upstream == up.Name {
-			delete(r.byOrg, org)
+		} else if t, had := r.byOrg[org]; had && t.Upstream == up.Name {
+			r.forget(org)
 			dropped = append(dropped, org)
 		}
 	}
